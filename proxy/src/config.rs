@@ -1,0 +1,164 @@
+//! Command-line flags and their environment variables.
+//!
+//! AWS settings (credentials, endpoints) deliberately have no flags: the
+//! standard AWS variables (`AWS_REGION`, `AWS_ROLE_ARN`,
+//! `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, ...)
+//! are read by aws-config exactly as every AWS SDK reads them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bedrock-gateway-proxy", version, about = "OpenAI-compatible API in front of Amazon Bedrock")]
+pub struct Config {
+    /// Address the OpenAI-compatible API listens on.
+    #[arg(long, env = "BEDROCK_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address the Prometheus `/metrics` endpoint listens on.
+    #[arg(long, env = "BEDROCK_GATEWAY_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// AWS region for Bedrock; defaults to the standard AWS region settings.
+    #[arg(long, env = "BEDROCK_GATEWAY_REGION")]
+    pub region: Option<String>,
+
+    /// File holding API keys, one per line (`#` comments allowed); re-read when it changes.
+    #[arg(long, env = "BEDROCK_GATEWAY_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// API keys, comma-separated (prefer the file, mounted from a Secret).
+    #[arg(long, env = "BEDROCK_GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+
+    /// How often the API keys file is checked for changes, in seconds.
+    #[arg(long, env = "BEDROCK_GATEWAY_API_KEYS_RELOAD_SECONDS", default_value_t = 5)]
+    pub api_keys_reload_seconds: u64,
+
+    /// Only models whose id matches one of these patterns (`*` wildcard) are served.
+    #[arg(long = "model-allow", env = "BEDROCK_GATEWAY_MODEL_ALLOW", value_delimiter = ',')]
+    pub model_allow: Vec<String>,
+
+    /// Extra model names, `alias=bedrock-model-id`, comma-separated.
+    #[arg(long = "model-alias", env = "BEDROCK_GATEWAY_MODEL_ALIASES", value_delimiter = ',', value_parser = parse_alias)]
+    pub model_aliases: Vec<(String, String)>,
+
+    /// How long the model list is served before it is refreshed in the background, in seconds.
+    #[arg(long, env = "BEDROCK_GATEWAY_MODELS_REFRESH_SECONDS", default_value_t = 300)]
+    pub models_refresh_seconds: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "BEDROCK_GATEWAY_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a client is told to wait (Retry-After) when Bedrock throttles.
+    #[arg(long, env = "BEDROCK_GATEWAY_RETRY_AFTER_SECONDS", default_value_t = 2)]
+    pub retry_after_seconds: u64,
+
+    /// Attempts the AWS SDK makes for a Bedrock call (1 disables retries).
+    #[arg(long, env = "BEDROCK_GATEWAY_BEDROCK_MAX_ATTEMPTS", default_value_t = 3)]
+    pub bedrock_max_attempts: u32,
+
+    /// Seconds a stream may wait for Bedrock's next event before it is ended with an error.
+    #[arg(long, env = "BEDROCK_GATEWAY_STREAM_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub stream_idle_timeout_seconds: u64,
+
+    /// Seconds in-flight requests and streams may take to finish after SIGTERM.
+    #[arg(long, env = "BEDROCK_GATEWAY_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+
+    /// HTTP worker threads; 0 means one per CPU.
+    #[arg(long, env = "BEDROCK_GATEWAY_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Log format.
+    #[arg(long, env = "BEDROCK_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Config {
+    pub fn models_refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.models_refresh_seconds.max(1))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+fn parse_alias(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((alias, target)) if !alias.trim().is_empty() && !target.trim().is_empty() => {
+            Ok((alias.trim().to_owned(), target.trim().to_owned()))
+        }
+        _ => Err(format!("expected alias=bedrock-model-id, got '{value}'")),
+    }
+}
+
+/// Checks the values clap cannot check on its own.
+pub fn validate(config: &Config) -> Result<(), ApiError> {
+    if config.api_keys_file.is_none() && config.api_keys.iter().all(|key| key.trim().is_empty()) {
+        return Err(ApiError::Internal(
+            "no API keys configured: set --api-keys-file or BEDROCK_GATEWAY_API_KEYS".into(),
+        ));
+    }
+    if config.bedrock_max_attempts == 0 {
+        return Err(ApiError::Internal("--bedrock-max-attempts must be at least 1".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let config = Config::try_parse_from([
+            "proxy",
+            "--api-keys",
+            "a,b",
+            "--model-alias",
+            "gpt-4o=anthropic.claude-3-5-sonnet-20240620-v1:0,fast=amazon.nova-lite-v1:0",
+            "--model-allow",
+            "anthropic.*,us.*",
+        ])
+        .unwrap();
+        assert_eq!(config.api_keys, ["a", "b"]);
+        assert_eq!(
+            config.model_aliases,
+            [
+                ("gpt-4o".to_owned(), "anthropic.claude-3-5-sonnet-20240620-v1:0".to_owned()),
+                ("fast".to_owned(), "amazon.nova-lite-v1:0".to_owned())
+            ]
+        );
+        assert_eq!(config.model_allow, ["anthropic.*", "us.*"]);
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.metrics_listen.port(), 9090);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(validate(&config).is_ok());
+    }
+
+    #[test]
+    fn bad_aliases_and_missing_keys_are_refused() {
+        assert!(Config::try_parse_from(["proxy", "--model-alias", "nope"]).is_err());
+        assert!(Config::try_parse_from(["proxy", "--model-alias", "=x"]).is_err());
+        let config = Config::try_parse_from(["proxy"]).unwrap();
+        assert!(validate(&config).is_err());
+        let config =
+            Config::try_parse_from(["proxy", "--api-keys", "k", "--bedrock-max-attempts", "0"])
+                .unwrap();
+        assert!(validate(&config).is_err());
+    }
+}

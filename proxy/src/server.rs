@@ -1,0 +1,177 @@
+//! Starting the API and metrics servers, and stopping them gracefully.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use aws_config::SdkConfig;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::middleware::observe;
+use crate::routes;
+use crate::state::AppState;
+
+pub struct RunningGateway {
+    pub api_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub state: web::Data<AppState>,
+    api: ServerHandle,
+    metrics: ServerHandle,
+    servers: tokio::task::JoinHandle<io::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts serving on the given listeners; must be called inside a tokio runtime.
+pub fn start(
+    config: &Config,
+    sdk_config: &SdkConfig,
+    api_listener: TcpListener,
+    metrics_listener: TcpListener,
+) -> io::Result<RunningGateway> {
+    let metrics = Metrics::new().map_err(io::Error::other)?;
+    let state = web::Data::new(AppState::new(config, sdk_config, metrics.clone()));
+    let api_addr = api_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let api_state = state.clone();
+    let mut api_server = HttpServer::new(move || {
+        App::new()
+            .app_data(api_state.clone())
+            .wrap(actix_web::middleware::from_fn(observe))
+            .configure(routes::configure)
+    })
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_grace_seconds)
+    .max_connection_rate(1024)
+    .backlog(4096)
+    .listen(api_listener)?;
+    if config.workers > 0 {
+        api_server = api_server.workers(config.workers);
+    }
+    let api_server = api_server.run();
+
+    let metrics_server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new().route(
+            "/metrics",
+            web::get().to(move || {
+                let body = metrics.render();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4; charset=utf-8")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .disable_signals()
+    .workers(1)
+    .listen(metrics_listener)?
+    .run();
+
+    let api = api_server.handle();
+    let metrics_handle = metrics_server.handle();
+    let servers = tokio::spawn(async move {
+        let (api_result, metrics_result) = tokio::join!(api_server, metrics_server);
+        api_result.and(metrics_result)
+    });
+
+    let mut background = vec![Arc::clone(&state.catalog).spawn_refresher(config.models_refresh_interval())];
+    if state.keys.file().is_some() {
+        let reload_state = state.clone();
+        let every = Duration::from_secs(config.api_keys_reload_seconds.max(1));
+        background.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let keys = reload_state.keys.clone();
+                if let Ok(true) = tokio::task::spawn_blocking(move || keys.reload()).await {
+                    reload_state
+                        .metrics
+                        .api_keys_loaded
+                        .set(reload_state.keys.len() as i64);
+                }
+            }
+        }));
+    }
+
+    Ok(RunningGateway {
+        api_addr,
+        metrics_addr,
+        state,
+        api,
+        metrics: metrics_handle,
+        servers,
+        background,
+    })
+}
+
+impl RunningGateway {
+    /// Marks the gateway not ready, stops accepting connections and lets
+    /// in-flight requests and streams finish within the grace period.
+    pub async fn shutdown(self) -> io::Result<()> {
+        self.state.start_draining();
+        self.api.stop(true).await;
+        self.metrics.stop(true).await;
+        for task in &self.background {
+            task.abort();
+        }
+        self.servers.await.map_err(io::Error::other)?
+    }
+}
+
+async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The whole process: configure AWS from the environment, serve, drain on SIGTERM.
+pub async fn run(config: Config) -> io::Result<()> {
+    let sdk_config =
+        crate::bedrock::load_sdk_config(config.region.clone(), config.bedrock_max_attempts).await;
+    if sdk_config.region().is_none() {
+        return Err(io::Error::other(
+            "no AWS region: set --region, BEDROCK_GATEWAY_REGION or AWS_REGION",
+        ));
+    }
+    let api_listener = TcpListener::bind(config.listen)?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen)?;
+    let gateway = start(&config, &sdk_config, api_listener, metrics_listener)?;
+    tracing::info!(
+        api = %gateway.api_addr,
+        metrics = %gateway.metrics_addr,
+        region = sdk_config.region().map(|region| region.as_ref()).unwrap_or_default(),
+        api_keys = gateway.state.keys.len(),
+        "bedrock-gateway-proxy listening"
+    );
+    if gateway.state.keys.is_empty() {
+        tracing::warn!("no API keys are loaded yet: every API request is refused until the key file has keys");
+    }
+    termination_signal().await;
+    tracing::info!(grace_seconds = config.shutdown_grace_seconds, "shutting down; draining in-flight requests");
+    gateway.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

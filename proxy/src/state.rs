@@ -1,0 +1,67 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+
+use crate::auth::ApiKeys;
+use crate::bedrock::{BedrockClients, CredentialsCheck};
+use crate::catalog::{Catalog, CatalogSettings};
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub retry_after_seconds: u64,
+    pub stream_idle_timeout: Duration,
+}
+
+pub struct AppState {
+    pub clients: BedrockClients,
+    pub catalog: Arc<Catalog>,
+    pub keys: ApiKeys,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub credentials: CredentialsCheck,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(config: &Config, sdk_config: &SdkConfig, metrics: Metrics) -> Self {
+        let clients = BedrockClients::new(sdk_config);
+        let catalog = Arc::new(Catalog::new(
+            clients.control.clone(),
+            CatalogSettings {
+                allow_patterns: config.model_allow.clone(),
+                aliases: config.model_aliases.clone(),
+                retry_after_seconds: config.retry_after_seconds,
+            },
+        ));
+        let keys = ApiKeys::new(&config.api_keys, config.api_keys_file.clone());
+        metrics.api_keys_loaded.set(keys.len() as i64);
+        Self {
+            clients,
+            catalog,
+            keys,
+            metrics,
+            limits: Limits {
+                max_body_bytes: config.max_body_bytes,
+                retry_after_seconds: config.retry_after_seconds,
+                stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_seconds.max(1)),
+            },
+            credentials: CredentialsCheck::new(sdk_config),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
