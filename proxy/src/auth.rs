@@ -77,7 +77,11 @@ impl ApiKeys {
 
     /// Number of keys currently accepted.
     pub fn len(&self) -> usize {
-        let from_file = self.inner.from_file.read().map_or(0, |keys| keys.keys.len());
+        let from_file = self
+            .inner
+            .from_file
+            .read()
+            .map_or(0, |keys| keys.keys.len());
         self.inner.from_env.len() + from_file
     }
 
@@ -207,7 +211,10 @@ mod tests {
 
     #[test]
     fn a_missing_file_at_start_means_no_keys() {
-        let keys = ApiKeys::new(&[], Some(PathBuf::from("/nonexistent/bedrock-gateway/keys")));
+        let keys = ApiKeys::new(
+            &[],
+            Some(PathBuf::from("/nonexistent/bedrock-gateway/keys")),
+        );
         assert!(keys.is_empty());
         assert!(!keys.is_valid("anything"));
     }

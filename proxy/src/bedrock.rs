@@ -62,15 +62,16 @@ impl CredentialsCheck {
         if valid_until.is_some_and(|until| until > SystemTime::now()) {
             return Ok(());
         }
-        let credentials = tokio::time::timeout(Duration::from_secs(10), provider.provide_credentials())
-            .await
-            .map_err(|_| "timed out obtaining AWS credentials".to_owned())?
-            .map_err(|error| {
-                format!(
-                    "cannot obtain AWS credentials: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&error)
-                )
-            })?;
+        let credentials =
+            tokio::time::timeout(Duration::from_secs(10), provider.provide_credentials())
+                .await
+                .map_err(|_| "timed out obtaining AWS credentials".to_owned())?
+                .map_err(|error| {
+                    format!(
+                        "cannot obtain AWS credentials: {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&error)
+                    )
+                })?;
         let now = SystemTime::now();
         *valid_until = Some(match credentials.expiry() {
             Some(expiry) => expiry.checked_sub(RECHECK_BEFORE_EXPIRY).unwrap_or(now),

@@ -111,7 +111,10 @@ fn serves_text_on_demand(model: &FoundationModelSummary) -> bool {
 fn provider_of(model_id: &str) -> String {
     let mut parts = model_id.split('.');
     let first = parts.next().unwrap_or_default();
-    let is_region_prefix = matches!(first, "us" | "eu" | "apac" | "us-gov" | "ca" | "jp" | "au" | "global");
+    let is_region_prefix = matches!(
+        first,
+        "us" | "eu" | "apac" | "us-gov" | "ca" | "jp" | "au" | "global"
+    );
     match (is_region_prefix, parts.next()) {
         (true, Some(provider)) => provider.to_owned(),
         _ if first.is_empty() => "bedrock".to_owned(),
@@ -132,13 +135,21 @@ pub fn build_snapshot(
 ) -> Snapshot {
     let mut snapshot = Snapshot::default();
 
-    for model in foundation_models.iter().filter(|model| serves_text_on_demand(model)) {
+    for model in foundation_models
+        .iter()
+        .filter(|model| serves_text_on_demand(model))
+    {
         if is_allowed(&settings.allow_patterns, model.model_id()) {
             let owned_by = model
                 .provider_name()
                 .map(|provider| provider.to_ascii_lowercase().replace(' ', "-"))
                 .unwrap_or_else(|| provider_of(model.model_id()));
-            snapshot.add(model.model_id().to_owned(), model.model_id().to_owned(), fetched_at, owned_by);
+            snapshot.add(
+                model.model_id().to_owned(),
+                model.model_id().to_owned(),
+                fetched_at,
+                owned_by,
+            );
         }
     }
     for profile in inference_profiles
@@ -264,7 +275,10 @@ impl Catalog {
             .await
             .map_err(|error| bedrock_error::from_sdk_error(&error, retry_after))?;
         let mut profiles = Vec::new();
-        for profile_type in [InferenceProfileType::SystemDefined, InferenceProfileType::Application] {
+        for profile_type in [
+            InferenceProfileType::SystemDefined,
+            InferenceProfileType::Application,
+        ] {
             let mut next_token: Option<String> = None;
             loop {
                 let page = self
@@ -332,7 +346,12 @@ mod tests {
             .provider_name(provider)
             .output_modalities(output)
             .inference_types_supported(inference)
-            .model_lifecycle(FoundationModelLifecycle::builder().status(status).build().unwrap())
+            .model_lifecycle(
+                FoundationModelLifecycle::builder()
+                    .status(status)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap()
     }
@@ -347,14 +366,21 @@ mod tests {
         )
     }
 
-    fn profile(id: &str, arn: &str, kind: InferenceProfileType, model: &str) -> InferenceProfileSummary {
+    fn profile(
+        id: &str,
+        arn: &str,
+        kind: InferenceProfileType,
+        model: &str,
+    ) -> InferenceProfileSummary {
         InferenceProfileSummary::builder()
             .inference_profile_name(id)
             .inference_profile_id(id)
             .inference_profile_arn(arn)
             .models(
                 InferenceProfileModel::builder()
-                    .model_arn(format!("arn:aws:bedrock:us-east-1::foundation-model/{model}"))
+                    .model_arn(format!(
+                        "arn:aws:bedrock:us-east-1::foundation-model/{model}"
+                    ))
                     .build(),
             )
             .status(InferenceProfileStatus::Active)
@@ -408,7 +434,11 @@ mod tests {
     }
 
     fn ids(snapshot: &Snapshot) -> Vec<&str> {
-        snapshot.models.iter().map(|model| model.id.as_str()).collect()
+        snapshot
+            .models
+            .iter()
+            .map(|model| model.id.as_str())
+            .collect()
     }
 
     #[test]
@@ -429,7 +459,11 @@ mod tests {
             ("**", "", true),
         ];
         for (pattern, text, expected) in cases {
-            assert_eq!(matches_pattern(pattern, text), expected, "{pattern} vs {text}");
+            assert_eq!(
+                matches_pattern(pattern, text),
+                expected,
+                "{pattern} vs {text}"
+            );
         }
         assert!(is_allowed(&[], "anything"));
     }
@@ -447,10 +481,20 @@ mod tests {
                 "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abcd1234",
             ]
         );
-        let haiku = snapshot.get("anthropic.claude-3-haiku-20240307-v1:0").unwrap();
-        assert_eq!((haiku.owned_by.as_str(), haiku.created, haiku.object), ("anthropic", 42, "model"));
-        let profile = snapshot.get("us.anthropic.claude-3-7-sonnet-20250219-v1:0").unwrap();
-        assert_eq!((profile.owned_by.as_str(), profile.created), ("anthropic", 1_700_000_000));
+        let haiku = snapshot
+            .get("anthropic.claude-3-haiku-20240307-v1:0")
+            .unwrap();
+        assert_eq!(
+            (haiku.owned_by.as_str(), haiku.created, haiku.object),
+            ("anthropic", 42, "model")
+        );
+        let profile = snapshot
+            .get("us.anthropic.claude-3-7-sonnet-20250219-v1:0")
+            .unwrap();
+        assert_eq!(
+            (profile.owned_by.as_str(), profile.created),
+            ("anthropic", 1_700_000_000)
+        );
         let application = &snapshot.models[3];
         assert_eq!(application.owned_by, "anthropic");
     }
@@ -461,7 +505,10 @@ mod tests {
         let settings = CatalogSettings {
             allow_patterns: vec!["us.*".into(), "amazon.*".into()],
             aliases: vec![
-                ("gpt-4o".into(), "us.anthropic.claude-3-7-sonnet-20250219-v1:0".into()),
+                (
+                    "gpt-4o".into(),
+                    "us.anthropic.claude-3-7-sonnet-20250219-v1:0".into(),
+                ),
                 ("amazon.nova-lite-v1:0".into(), "ignored-duplicate".into()),
             ],
             retry_after_seconds: 1,
@@ -469,15 +516,25 @@ mod tests {
         let snapshot = build_snapshot(&models, &profiles, &settings, 1);
         assert_eq!(
             ids(&snapshot),
-            ["amazon.nova-lite-v1:0", "us.anthropic.claude-3-7-sonnet-20250219-v1:0", "gpt-4o"]
+            [
+                "amazon.nova-lite-v1:0",
+                "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+                "gpt-4o"
+            ]
         );
         assert_eq!(
             snapshot.target("gpt-4o"),
             Some("us.anthropic.claude-3-7-sonnet-20250219-v1:0")
         );
         assert_eq!(snapshot.get("gpt-4o").unwrap().owned_by, "anthropic");
-        assert_eq!(snapshot.target("amazon.nova-lite-v1:0"), Some("amazon.nova-lite-v1:0"));
-        assert_eq!(snapshot.target("anthropic.claude-3-haiku-20240307-v1:0"), None);
+        assert_eq!(
+            snapshot.target("amazon.nova-lite-v1:0"),
+            Some("amazon.nova-lite-v1:0")
+        );
+        assert_eq!(
+            snapshot.target("anthropic.claude-3-haiku-20240307-v1:0"),
+            None
+        );
     }
 
     #[test]

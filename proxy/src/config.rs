@@ -14,14 +14,22 @@ use clap::{Parser, ValueEnum};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bedrock-gateway-proxy", version, about = "OpenAI-compatible API in front of Amazon Bedrock")]
+#[command(
+    name = "bedrock-gateway-proxy",
+    version,
+    about = "OpenAI-compatible API in front of Amazon Bedrock"
+)]
 pub struct Config {
     /// Address the OpenAI-compatible API listens on.
     #[arg(long, env = "BEDROCK_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
     /// Address the Prometheus `/metrics` endpoint listens on.
-    #[arg(long, env = "BEDROCK_GATEWAY_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// AWS region for Bedrock; defaults to the standard AWS region settings.
@@ -33,15 +41,28 @@ pub struct Config {
     pub api_keys_file: Option<PathBuf>,
 
     /// API keys, comma-separated (prefer the file, mounted from a Secret).
-    #[arg(long, env = "BEDROCK_GATEWAY_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_keys: Vec<String>,
 
     /// How often the API keys file is checked for changes, in seconds.
-    #[arg(long, env = "BEDROCK_GATEWAY_API_KEYS_RELOAD_SECONDS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_API_KEYS_RELOAD_SECONDS",
+        default_value_t = 5
+    )]
     pub api_keys_reload_seconds: u64,
 
     /// Only models whose id matches one of these patterns (`*` wildcard) are served.
-    #[arg(long = "model-allow", env = "BEDROCK_GATEWAY_MODEL_ALLOW", value_delimiter = ',')]
+    #[arg(
+        long = "model-allow",
+        env = "BEDROCK_GATEWAY_MODEL_ALLOW",
+        value_delimiter = ','
+    )]
     pub model_allow: Vec<String>,
 
     /// Extra model names, `alias=bedrock-model-id`, comma-separated.
@@ -49,7 +70,11 @@ pub struct Config {
     pub model_aliases: Vec<(String, String)>,
 
     /// How long the model list is served before it is refreshed in the background, in seconds.
-    #[arg(long, env = "BEDROCK_GATEWAY_MODELS_REFRESH_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_MODELS_REFRESH_SECONDS",
+        default_value_t = 300
+    )]
     pub models_refresh_seconds: u64,
 
     /// Largest accepted request body, in bytes.
@@ -61,15 +86,27 @@ pub struct Config {
     pub retry_after_seconds: u64,
 
     /// Attempts the AWS SDK makes for a Bedrock call (1 disables retries).
-    #[arg(long, env = "BEDROCK_GATEWAY_BEDROCK_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_BEDROCK_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
     pub bedrock_max_attempts: u32,
 
     /// Seconds a stream may wait for Bedrock's next event before it is ended with an error.
-    #[arg(long, env = "BEDROCK_GATEWAY_STREAM_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_STREAM_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 120
+    )]
     pub stream_idle_timeout_seconds: u64,
 
     /// Seconds in-flight requests and streams may take to finish after SIGTERM.
-    #[arg(long, env = "BEDROCK_GATEWAY_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 30
+    )]
     pub shutdown_grace_seconds: u64,
 
     /// HTTP worker threads; 0 means one per CPU.
@@ -114,7 +151,9 @@ pub fn validate(config: &Config) -> Result<(), ApiError> {
         ));
     }
     if config.bedrock_max_attempts == 0 {
-        return Err(ApiError::Internal("--bedrock-max-attempts must be at least 1".into()));
+        return Err(ApiError::Internal(
+            "--bedrock-max-attempts must be at least 1".into(),
+        ));
     }
     Ok(())
 }
@@ -139,7 +178,10 @@ mod tests {
         assert_eq!(
             config.model_aliases,
             [
-                ("gpt-4o".to_owned(), "anthropic.claude-3-5-sonnet-20240620-v1:0".to_owned()),
+                (
+                    "gpt-4o".to_owned(),
+                    "anthropic.claude-3-5-sonnet-20240620-v1:0".to_owned()
+                ),
                 ("fast".to_owned(), "amazon.nova-lite-v1:0".to_owned())
             ]
         );

@@ -44,7 +44,7 @@ pub struct UpstreamError {
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Bedrock {}: {}", self.code, self.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -161,11 +161,23 @@ mod tests {
     #[test]
     fn statuses_and_types_follow_openai() {
         let cases = [
-            (ApiError::invalid("bad", Some("messages")), 400, "invalid_request_error"),
+            (
+                ApiError::invalid("bad", Some("messages")),
+                400,
+                "invalid_request_error",
+            ),
             (ApiError::Unauthorized, 401, "authentication_error"),
-            (ApiError::ModelNotFound("x".into()), 404, "invalid_request_error"),
+            (
+                ApiError::ModelNotFound("x".into()),
+                404,
+                "invalid_request_error",
+            ),
             (ApiError::RouteNotFound("/x".into()), 404, "not_found_error"),
-            (ApiError::PayloadTooLarge { limit: 1 }, 413, "invalid_request_error"),
+            (
+                ApiError::PayloadTooLarge { limit: 1 },
+                413,
+                "invalid_request_error",
+            ),
             (ApiError::ShuttingDown, 503, "api_error"),
             (ApiError::Internal("boom".into()), 500, "api_error"),
         ];

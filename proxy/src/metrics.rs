@@ -21,15 +21,17 @@ pub struct Metrics {
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    120.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("bedrock_gateway".into()), None)?;
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status."),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status.",
+            ),
             &["route", "method", "status"],
         )?;
         let http_request_duration = HistogramVec::new(
@@ -57,7 +59,10 @@ impl Metrics {
             &["model"],
         )?;
         let tokens = IntCounterVec::new(
-            Opts::new("tokens_total", "Tokens reported by Bedrock, by model and direction."),
+            Opts::new(
+                "tokens_total",
+                "Tokens reported by Bedrock, by model and direction.",
+            ),
             &["model", "direction"],
         )?;
         let streams_in_flight =
@@ -147,7 +152,10 @@ mod tests {
             .bedrock_call_duration
             .with_label_values(&["m", "Converse"])
             .observe(0.2);
-        metrics.time_to_first_token.with_label_values(&["m"]).observe(0.1);
+        metrics
+            .time_to_first_token
+            .with_label_values(&["m"])
+            .observe(0.1);
         metrics.record_usage(
             "m",
             &crate::openai::Usage {
@@ -156,7 +164,10 @@ mod tests {
                 total_tokens: 7,
             },
         );
-        metrics.upstream_errors.with_label_values(&["ThrottlingException"]).inc();
+        metrics
+            .upstream_errors
+            .with_label_values(&["ThrottlingException"])
+            .inc();
         let text = String::from_utf8(metrics.render()).unwrap();
         for family in [
             "bedrock_gateway_http_requests_total{method=\"GET\",route=\"/v1/models\",status=\"200\"} 1",

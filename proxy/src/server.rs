@@ -80,7 +80,8 @@ pub fn start(
         api_result.and(metrics_result)
     });
 
-    let mut background = vec![Arc::clone(&state.catalog).spawn_refresher(config.models_refresh_interval())];
+    let mut background =
+        vec![Arc::clone(&state.catalog).spawn_refresher(config.models_refresh_interval())];
     if state.keys.file().is_some() {
         let reload_state = state.clone();
         let every = Duration::from_secs(config.api_keys_reload_seconds.max(1));
@@ -167,10 +168,15 @@ pub async fn run(config: Config) -> io::Result<()> {
         "bedrock-gateway-proxy listening"
     );
     if gateway.state.keys.is_empty() {
-        tracing::warn!("no API keys are loaded yet: every API request is refused until the key file has keys");
+        tracing::warn!(
+            "no API keys are loaded yet: every API request is refused until the key file has keys"
+        );
     }
     termination_signal().await;
-    tracing::info!(grace_seconds = config.shutdown_grace_seconds, "shutting down; draining in-flight requests");
+    tracing::info!(
+        grace_seconds = config.shutdown_grace_seconds,
+        "shutting down; draining in-flight requests"
+    );
     gateway.shutdown().await?;
     tracing::info!("stopped");
     Ok(())

@@ -229,7 +229,11 @@ impl StreamRelay {
                     for chunk in &chunks {
                         if !self.first_token_seen
                             && chunk.choices.iter().any(|choice| {
-                                choice.delta.content.as_deref().is_some_and(|text| !text.is_empty())
+                                choice
+                                    .delta
+                                    .content
+                                    .as_deref()
+                                    .is_some_and(|text| !text.is_empty())
                             })
                         {
                             self.first_token_seen = true;
@@ -250,8 +254,10 @@ impl StreamRelay {
                     self.end(None);
                 }
                 Ok(Err(error)) => {
-                    let upstream =
-                        bedrock_error::from_sdk_error(&error, self.state.limits.retry_after_seconds);
+                    let upstream = bedrock_error::from_sdk_error(
+                        &error,
+                        self.state.limits.retry_after_seconds,
+                    );
                     self.fail(upstream);
                 }
                 Err(_) => self.fail(UpstreamError {

@@ -19,8 +19,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "status": "ready",
             "models_cached": state.catalog.cached().is_some(),
         })),
-        Err(reason) => {
-            HttpResponse::ServiceUnavailable().json(json!({"status": "not ready", "reason": reason}))
-        }
+        Err(reason) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "not ready", "reason": reason})),
     }
 }

@@ -1,6 +1,7 @@
 //! Bedrock (and AWS SDK) failures -> the status and error a client sees.
 
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::UpstreamError;
@@ -32,7 +33,7 @@ pub fn from_exception(code: &str, message: &str, retry_after_seconds: u64) -> Up
 pub fn from_sdk_error<E, R>(error: &SdkError<E, R>, retry_after_seconds: u64) -> UpstreamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match error {
         SdkError::ServiceError(context) => {
@@ -51,6 +52,15 @@ where
             message: "Bedrock did not answer in time.".into(),
             retry_after_seconds: None,
         },
+        _ if is_credentials_failure(error) => UpstreamError {
+            status: 500,
+            code: "CredentialsUnavailable".into(),
+            message: format!(
+                "The gateway could not obtain AWS credentials: {}",
+                DisplayErrorContext(error)
+            ),
+            retry_after_seconds: None,
+        },
         SdkError::DispatchFailure(failure) => UpstreamError {
             status: if failure.is_timeout() { 504 } else { 502 },
             code: "BedrockUnreachable".into(),
@@ -61,7 +71,7 @@ where
             status: 500,
             code: "RequestNotSent".into(),
             message: format!(
-                "The Bedrock request could not be prepared (are AWS credentials available to the gateway?): {}",
+                "The Bedrock request could not be prepared: {}",
                 DisplayErrorContext(error)
             ),
             retry_after_seconds: None,
@@ -69,10 +79,26 @@ where
         _ => UpstreamError {
             status: 502,
             code: "InvalidBedrockResponse".into(),
-            message: format!("Bedrock's answer could not be read: {}", DisplayErrorContext(error)),
+            message: format!(
+                "Bedrock's answer could not be read: {}",
+                DisplayErrorContext(error)
+            ),
             retry_after_seconds: None,
         },
     }
+}
+
+/// Credential failures surface inside dispatch or construction failures;
+/// they are the gateway's own problem, not Bedrock's, and say so.
+fn is_credentials_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<CredentialsError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -22,10 +22,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatCompletionRequest, ApiError
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::invalid(
-                format!("The request body is not valid JSON: {inner}"),
-                None,
-            )
+            ApiError::invalid(format!("The request body is not valid JSON: {inner}"), None)
         } else if path == "." {
             ApiError::invalid(format!("Invalid request body: {inner}"), None)
         } else {
@@ -105,7 +102,10 @@ pub fn to_converse_input(request: &ChatCompletionRequest) -> Result<ConverseInpu
 
 fn validate(request: &ChatCompletionRequest) -> Result<(), ApiError> {
     if request.model.trim().is_empty() {
-        return Err(ApiError::invalid("'model' must not be empty.", Some("model")));
+        return Err(ApiError::invalid(
+            "'model' must not be empty.",
+            Some("model"),
+        ));
     }
     if request.messages.is_empty() {
         return Err(ApiError::invalid(
@@ -127,7 +127,11 @@ fn validate(request: &ChatCompletionRequest) -> Result<(), ApiError> {
             Some("logprobs"),
         ));
     }
-    if request.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
+    if request
+        .tools
+        .as_ref()
+        .is_some_and(|tools| !tools.is_empty())
+    {
         return Err(ApiError::invalid(
             "Tool definitions are not supported by this gateway yet.",
             Some("tools"),
@@ -309,8 +313,10 @@ mod tests {
 
     #[test]
     fn inference_parameters_are_mapped() {
-        let input = convert(json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
-            "max_tokens": 10, "temperature": 0.5, "top_p": 0.9, "stop": "END"}))
+        let input = convert(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 10, "temperature": 0.5, "top_p": 0.9, "stop": "END"}),
+        )
         .unwrap();
         let inference = input.inference.unwrap();
         assert_eq!(inference.max_tokens(), Some(10));
@@ -321,8 +327,10 @@ mod tests {
 
     #[test]
     fn max_completion_tokens_wins_over_max_tokens_and_stop_lists_are_kept() {
-        let input = convert(json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
-            "max_tokens": 10, "max_completion_tokens": 20, "stop": ["a", "", "b"]}))
+        let input = convert(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 10, "max_completion_tokens": 20, "stop": ["a", "", "b"]}),
+        )
         .unwrap();
         let inference = input.inference.unwrap();
         assert_eq!(inference.max_tokens(), Some(20));
@@ -331,9 +339,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_empty_tools_are_ignored() {
-        let input = convert(json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        let input = convert(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
             "frobnicate": {"deep": true}, "tools": [], "stream_options": {"include_usage": true},
-            "n": 1, "logprobs": false}))
+            "n": 1, "logprobs": false}),
+        )
         .unwrap();
         assert_eq!(input.messages.len(), 1);
     }
@@ -348,7 +358,11 @@ mod tests {
             ("top_p", json!(1.5), "top_p"),
             ("max_tokens", json!(0), "max_tokens"),
             ("max_completion_tokens", json!(0), "max_completion_tokens"),
-            ("tools", json!([{"type": "function", "function": {"name": "f"}}]), "tools"),
+            (
+                "tools",
+                json!([{"type": "function", "function": {"name": "f"}}]),
+                "tools",
+            ),
         ];
         for (field, value, param) in cases {
             let mut request = base();
@@ -364,10 +378,22 @@ mod tests {
             (json!({"messages": []}), "model"),
             (json!({"model": "m"}), "messages"),
             (json!({"model": 5, "messages": []}), "model"),
-            (json!({"model": "m", "messages": [{"role": "user", "content": 7}]}), "messages[0].content"),
-            (json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
-            (json!({"model": "m", "messages": [], "max_tokens": "many"}), "max_tokens"),
-            (json!({"model": "m", "messages": [], "temperature": "hot"}), "temperature"),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": 7}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [], "max_tokens": "many"}),
+                "max_tokens",
+            ),
+            (
+                json!({"model": "m", "messages": [], "temperature": "hot"}),
+                "temperature",
+            ),
         ];
         for (body, field) in cases {
             let error = parse_chat_request(body.to_string().as_bytes()).expect_err(field);
@@ -389,8 +415,9 @@ mod tests {
     fn empty_conversations_are_refused() {
         let error = convert(json!({"model": "m", "messages": []})).unwrap_err();
         assert_eq!(param_of(error).as_deref(), Some("messages"));
-        let error = convert(json!({"model": "m", "messages": [{"role": "system", "content": "s"}]}))
-            .unwrap_err();
+        let error =
+            convert(json!({"model": "m", "messages": [{"role": "system", "content": "s"}]}))
+                .unwrap_err();
         assert_eq!(param_of(error).as_deref(), Some("messages"));
         let error = convert(json!({"model": " ", "messages": [{"role": "user", "content": "x"}]}))
             .unwrap_err();
@@ -399,12 +426,17 @@ mod tests {
 
     #[test]
     fn non_text_parts_and_tool_roles_are_refused_by_position() {
-        let error = convert(json!({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "look"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
-        ]}]}))
+        let error = convert(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+            ]}]}),
+        )
         .unwrap_err();
-        assert_eq!(param_of(error).as_deref(), Some("messages[0].content[1].type"));
+        assert_eq!(
+            param_of(error).as_deref(),
+            Some("messages[0].content[1].type")
+        );
         let error = convert(json!({"model": "m", "messages": [
             {"role": "user", "content": "x"},
             {"role": "tool", "content": "42", "tool_call_id": "t"}

@@ -99,7 +99,11 @@ mod tests {
             .unwrap()
     }
 
-    fn output(blocks: Vec<ContentBlock>, stop: StopReason, tokens: Option<TokenUsage>) -> ConverseOutput {
+    fn output(
+        blocks: Vec<ContentBlock>,
+        stop: StopReason,
+        tokens: Option<TokenUsage>,
+    ) -> ConverseOutput {
         let message = Message::builder()
             .role(ConversationRole::Assistant)
             .set_content(Some(blocks))
@@ -135,7 +139,10 @@ mod tests {
     fn text_blocks_are_joined_and_usage_is_reported() {
         let completion = to_chat_completion(
             &output(
-                vec![ContentBlock::Text("Hello".into()), ContentBlock::Text(", world".into())],
+                vec![
+                    ContentBlock::Text("Hello".into()),
+                    ContentBlock::Text(", world".into()),
+                ],
                 StopReason::EndTurn,
                 Some(token_usage(12, 3, None)),
             ),
@@ -175,7 +182,10 @@ mod tests {
             .unwrap();
         let completion = to_chat_completion(&reply, &meta());
         assert_eq!(completion.choices[0].message.content.as_deref(), Some(""));
-        assert_eq!(completion.choices[0].finish_reason, FinishReason::ContentFilter);
+        assert_eq!(
+            completion.choices[0].finish_reason,
+            FinishReason::ContentFilter
+        );
         assert_eq!(completion.usage, Usage::default());
     }
 }

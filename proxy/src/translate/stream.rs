@@ -202,8 +202,10 @@ mod tests {
 
     fn run(include_usage: bool, events: &[ConverseStreamOutput]) -> Vec<Value> {
         let mut translator = StreamTranslator::new(meta(), include_usage);
-        let mut chunks: Vec<ChatCompletionChunk> =
-            events.iter().flat_map(|event| translator.on_event(event)).collect();
+        let mut chunks: Vec<ChatCompletionChunk> = events
+            .iter()
+            .flat_map(|event| translator.on_event(event))
+            .collect();
         chunks.extend(translator.finish());
         chunks
             .into_iter()
@@ -215,7 +217,14 @@ mod tests {
     fn a_full_stream_matches_openai_chunk_for_chunk() {
         let chunks = run(
             false,
-            &[start(), text("Hel"), text("lo"), block_stop(), stop(StopReason::EndTurn), metadata(3, 2)],
+            &[
+                start(),
+                text("Hel"),
+                text("lo"),
+                block_stop(),
+                stop(StopReason::EndTurn),
+                metadata(3, 2),
+            ],
         );
         let choice = |delta: Value, finish: Value| {
             json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 9, "model": "claude",
@@ -236,7 +245,12 @@ mod tests {
     fn usage_is_streamed_last_with_empty_choices_when_asked() {
         let chunks = run(
             true,
-            &[start(), text("a"), stop(StopReason::MaxTokens), metadata(4, 1)],
+            &[
+                start(),
+                text("a"),
+                stop(StopReason::MaxTokens),
+                metadata(4, 1),
+            ],
         );
         assert_eq!(chunks.len(), 4);
         for chunk in &chunks[..3] {
@@ -267,7 +281,12 @@ mod tests {
         assert_eq!(translator.on_event(&start()).len(), 1);
         assert!(translator.on_event(&text("")).is_empty());
         assert!(translator.on_event(&block_stop()).is_empty());
-        assert_eq!(translator.on_event(&stop(StopReason::GuardrailIntervened)).len(), 1);
+        assert_eq!(
+            translator
+                .on_event(&stop(StopReason::GuardrailIntervened))
+                .len(),
+            1
+        );
         assert!(translator.on_event(&stop(StopReason::EndTurn)).is_empty());
         assert!(translator.on_event(&metadata(1, 1)).is_empty());
         assert_eq!(translator.usage().map(|usage| usage.total_tokens), Some(2));
