@@ -1,7 +1,7 @@
 //! Bedrock (and AWS SDK) failures -> the status and error a client sees.
 
-use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::UpstreamError;
