@@ -12,6 +12,10 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "kube-apiserver and etcd for the operator's integration tests (built once, then cached)"
+KUBEBUILDER_ASSETS="$(scripts/envtest-assets.sh)"
+export KUBEBUILDER_ASSETS
+
 step "Rust unit and integration tests"
 cargo test --workspace --locked
 

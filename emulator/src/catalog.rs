@@ -160,6 +160,24 @@ fn default_models() -> Vec<FoundationModel> {
             )
         },
         model(
+            "amazon.nova-2-lite-v1:0",
+            "Nova 2 Lite",
+            "Amazon",
+            TEXT_IMAGE_VIDEO,
+            TEXT,
+            PROFILE_ONLY,
+            Chat,
+        ),
+        model(
+            "openai.gpt-oss-20b-1:0",
+            "gpt-oss-20b",
+            "OpenAI",
+            TEXT,
+            TEXT,
+            ON_DEMAND,
+            Chat,
+        ),
+        model(
             "meta.llama3-1-8b-instruct-v1:0",
             "Llama 3.1 8B Instruct",
             "Meta",
@@ -269,6 +287,7 @@ fn default_profiles(region: &str) -> Vec<InferenceProfile> {
         ),
         ("amazon.nova-lite-v1:0", "US Nova Lite"),
         ("amazon.nova-pro-v1:0", "US Nova Pro"),
+        ("amazon.nova-2-lite-v1:0", "US Nova 2 Lite"),
     ];
     let mut profiles: Vec<InferenceProfile> = system
         .into_iter()

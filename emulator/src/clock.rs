@@ -87,6 +87,39 @@ pub fn parse_amz_date(text: &str) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
+/// Parses an RFC 3339 UTC timestamp as STS writes it: `2024-08-27T19:03:32Z`, optionally
+/// with fractional seconds (ignored) and `+00:00` instead of `Z`.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let body = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (whole, fraction) = body.split_once('.').unwrap_or((body, "0"));
+    if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let bytes = whole.as_bytes();
+    if bytes.len() != 19
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let compact = format!(
+        "{}{}{}T{}{}{}Z",
+        whole.get(0..4)?,
+        whole.get(5..7)?,
+        whole.get(8..10)?,
+        whole.get(11..13)?,
+        whole.get(14..16)?,
+        whole.get(17..19)?
+    );
+    parse_amz_date(&compact)
+}
+
 pub fn format_amz_date(unix: i64) -> String {
     let p = parts(unix);
     format!(
@@ -124,5 +157,27 @@ mod tests {
             assert_eq!(parse_amz_date(&format_amz_date(unix)), Some(unix));
         }
         assert_eq!(format_rfc3339(1_440_938_160), "2015-08-30T12:36:00Z");
+        for unix in [0, 1_440_938_160, 1_709_251_199, 4_102_444_800] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(unix)), Some(unix));
+        }
+    }
+
+    #[test]
+    fn parses_sts_expirations() {
+        assert_eq!(parse_rfc3339("2015-08-30T12:36:00Z"), Some(1_440_938_160));
+        assert_eq!(
+            parse_rfc3339("2015-08-30T12:36:00.123Z"),
+            Some(1_440_938_160)
+        );
+        assert_eq!(
+            parse_rfc3339("2015-08-30T12:36:00+00:00"),
+            Some(1_440_938_160)
+        );
+        assert_eq!(parse_rfc3339("2015-08-30 12:36:00Z"), None);
+        assert_eq!(parse_rfc3339("2015-08-30T12:36:00"), None);
+        assert_eq!(parse_rfc3339("2015-08-30T12:36:00.Z"), None);
+        assert_eq!(parse_rfc3339("2015-13-30T12:36:00Z"), None);
+        assert_eq!(parse_rfc3339("2015-08-30T12:36:0xZ"), None);
+        assert_eq!(parse_rfc3339(""), None);
     }
 }

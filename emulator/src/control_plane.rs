@@ -269,7 +269,7 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(pages, 3);
+        assert_eq!(pages, 4);
         assert_eq!(seen.len(), catalog.profiles.len());
     }
 
@@ -290,7 +290,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             ids(&body, "inferenceProfileSummaries", "inferenceProfileId").len(),
-            5
+            6
         );
     }
 

@@ -7,6 +7,7 @@ use std::fmt;
 pub enum ErrorKind {
     AccessDenied,
     Conflict,
+    ExpiredToken,
     IncompleteSignature,
     InternalServer,
     InvalidSignature,
@@ -29,9 +30,10 @@ const CORAL_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazon.coral
 
 impl ErrorKind {
     /// Every kind, for lookups by name.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::AccessDenied,
         ErrorKind::Conflict,
+        ErrorKind::ExpiredToken,
         ErrorKind::IncompleteSignature,
         ErrorKind::InternalServer,
         ErrorKind::InvalidSignature,
@@ -54,6 +56,7 @@ impl ErrorKind {
         match self {
             ErrorKind::AccessDenied => "AccessDeniedException",
             ErrorKind::Conflict => "ConflictException",
+            ErrorKind::ExpiredToken => "ExpiredTokenException",
             ErrorKind::IncompleteSignature => "IncompleteSignatureException",
             ErrorKind::InternalServer => "InternalServerException",
             ErrorKind::InvalidSignature => "InvalidSignatureException",
@@ -81,6 +84,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::AccessDenied
+            | ErrorKind::ExpiredToken
             | ErrorKind::InvalidSignature
             | ErrorKind::MissingAuthenticationToken
             | ErrorKind::UnrecognizedClient => 403,
@@ -100,7 +104,8 @@ impl ErrorKind {
     /// Value of the `x-amzn-ErrorType` header.
     pub fn error_type_header(self) -> String {
         let namespace = match self {
-            ErrorKind::IncompleteSignature
+            ErrorKind::ExpiredToken
+            | ErrorKind::IncompleteSignature
             | ErrorKind::InvalidSignature
             | ErrorKind::MissingAuthenticationToken
             | ErrorKind::UnknownOperation
@@ -117,6 +122,7 @@ impl ErrorKind {
                 "You don't have access to the model with the specified model ID."
             }
             ErrorKind::Conflict => "The request conflicts with the current state of the resource.",
+            ErrorKind::ExpiredToken => "The security token included in the request is expired",
             ErrorKind::IncompleteSignature => {
                 "The request signature does not conform to AWS standards."
             }
@@ -206,6 +212,7 @@ mod tests {
     fn statuses_follow_the_service_model() {
         assert_eq!(ErrorKind::Validation.status(), 400);
         assert_eq!(ErrorKind::AccessDenied.status(), 403);
+        assert_eq!(ErrorKind::ExpiredToken.status(), 403);
         assert_eq!(ErrorKind::ResourceNotFound.status(), 404);
         assert_eq!(ErrorKind::ModelTimeout.status(), 408);
         assert_eq!(ErrorKind::ModelError.status(), 424);

@@ -12,6 +12,8 @@ const OPEN: &str = "[[emu:";
 const CLOSE: &str = "]]";
 const MAX_DELAY_MS: u64 = 600_000;
 pub const MAX_WORDS: usize = 100_000;
+/// Bedrock accepts at most this many tools in one `toolConfig`.
+const MAX_TOOL_CALLS: u64 = 1_000;
 
 /// Exceptions that may appear inside a ConverseStream event stream, by union member name.
 pub const STREAM_ERROR_MEMBERS: [&str; 5] = [
@@ -56,6 +58,10 @@ pub struct Faults {
     pub words: Option<usize>,
     /// Force this stop reason.
     pub stop_reason: Option<String>,
+    /// Call the first `n` tools of the request's `toolConfig` (parallel tool calls).
+    pub tool_calls: Option<usize>,
+    /// Let the request's guardrail intervene.
+    pub guardrail_intervenes: bool,
 }
 
 /// Removes every directive block from `text` and returns the remaining text and the faults.
@@ -94,9 +100,13 @@ pub fn extract(text: &str) -> Result<(String, Faults), Error> {
                     faults.words = Some(parse_number(key, value, MAX_WORDS as u64)? as usize)
                 }
                 "stop" => faults.stop_reason = Some(parse_stop_reason(value)?),
+                "tool-calls" => {
+                    faults.tool_calls = Some(parse_number(key, value, MAX_TOOL_CALLS)? as usize)
+                }
+                "guardrail" => faults.guardrail_intervenes = parse_guardrail_action(value)?,
                 unknown => {
                     return Err(Error::validation(format!(
-                        "Unknown emulator directive '{unknown}'. Supported directives: error, stream-error, after, delay-first, delay-between, words, stop."
+                        "Unknown emulator directive '{unknown}'. Supported directives: error, stream-error, after, delay-first, delay-between, words, stop, tool-calls, guardrail."
                     )));
                 }
             }
@@ -159,6 +169,16 @@ fn parse_stop_reason(value: &str) -> Result<String, Error> {
     }
 }
 
+fn parse_guardrail_action(value: &str) -> Result<bool, Error> {
+    match value {
+        "intervene" => Ok(true),
+        "pass" => Ok(false),
+        _ => Err(Error::validation(format!(
+            "Emulator directive 'guardrail' needs 'intervene' or 'pass', got '{value}'."
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +212,17 @@ mod tests {
     }
 
     #[test]
+    fn parses_tool_and_guardrail_directives() {
+        let (text, faults) = extract("call [[emu:tool-calls=2 guardrail=intervene]]").unwrap();
+        assert_eq!(text, "call ");
+        assert_eq!(faults.tool_calls, Some(2));
+        assert!(faults.guardrail_intervenes);
+        let (_, faults) = extract("[[emu:guardrail=pass]]").unwrap();
+        assert!(!faults.guardrail_intervenes);
+        assert_eq!(faults.tool_calls, None);
+    }
+
+    #[test]
     fn stream_error_accepts_shape_names_and_defaults_after_to_zero() {
         let (_, faults) = extract("[[emu:stream-error=ThrottlingException]]").unwrap();
         let stream_error = faults.stream_error.unwrap();
@@ -217,6 +248,8 @@ mod tests {
         assert!(message_of("[[emu:delay-first=soon]]").contains("delay-first"));
         assert!(message_of("[[emu:stop=End Turn]]").contains("'End'"));
         assert!(message_of("[[emu:flag]]").contains("key=value"));
+        assert!(message_of("[[emu:tool-calls=many]]").contains("tool-calls"));
+        assert!(message_of("[[emu:guardrail=maybe]]").contains("'maybe'"));
         assert!(message_of("oops [[emu:error=ThrottlingException").contains("Unterminated"));
     }
 }

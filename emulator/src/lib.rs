@@ -13,24 +13,42 @@
 //! | ListInferenceProfiles | `GET /inference-profiles` |
 //! | GetInferenceProfile | `GET /inference-profiles/{id}` |
 //! | Observations (unsigned, emulator only) | `GET /_emulator/observations` |
+//! | Register temporary credentials (unsigned, emulator only) | `POST /_emulator/credentials` |
 //!
-//! Every request except the observations endpoint must carry a valid SigV4 signature for
+//! Every request except the two emulator endpoints must carry a valid SigV4 signature for
 //! signing name `bedrock` and the configured region, made with the configured access key.
 //! When a session token is configured, `x-amz-security-token` must equal it; when none is
 //! configured, any token is accepted. Signatures older or newer than 15 minutes are rejected.
+//!
+//! # Temporary credentials
+//!
+//! Besides its configured pair the emulator accepts temporary credentials registered at run
+//! time, such as the ones STS or the EKS Pod Identity agent issued to a client under test:
+//! `POST /_emulator/credentials` with
+//! `{"accessKeyId", "secretAccessKey", "sessionToken", "expiration"}` (`expiration` as an
+//! RFC 3339 UTC timestamp, as STS writes it, or Unix seconds), or
+//! [`RunningEmulator::register_credentials`] in process. The answer repeats the access key id
+//! and the expiration, never the secret. A request signed with a registered key must carry its
+//! session token (`UnrecognizedClientException` otherwise), and from the expiration on it is
+//! refused like AWS refuses it: 403 `ExpiredTokenException`, "The security token included in
+//! the request is expired". Registering the same access key id again replaces the set.
 //!
 //! # Deterministic replies
 //!
 //! * The reply text is `"Echo: "` followed by the text of the last user message (its text
 //!   blocks joined with a single space), with scripting directives removed and surrounding
-//!   whitespace trimmed. When nothing is left the reply is `"Echo:"`.
-//! * Stream deltas split the reply into words: each `contentBlockDelta` (index 0) carries one
-//!   word plus the whitespace that follows it, so the deltas concatenate to the reply exactly.
-//!   Events: `messageStart`, the deltas, `contentBlockStop`, `messageStop`, `metadata`. Every
-//!   event payload also has a `p` padding field, as Bedrock's do.
+//!   whitespace trimmed. When nothing is left the reply is `"Echo:"`. Images and documents of
+//!   that message are appended, see [Converse features](#converse-features).
+//! * Stream deltas split the reply into words: each `contentBlockDelta` carries one word plus
+//!   the whitespace that follows it, so the deltas concatenate to the reply exactly. Events:
+//!   `messageStart`, per content block its deltas and `contentBlockStop` (each block with its
+//!   own `contentBlockIndex`, counted from 0), `messageStop`, `metadata`. Every event payload
+//!   also has a `p` padding field, as Bedrock's do.
 //! * `usage.inputTokens` is the number of whitespace-separated words in all system text blocks
-//!   and all message text blocks, as sent (directives included), and at least 1.
-//!   `usage.outputTokens` is the number of words in the reply; `totalTokens` is their sum.
+//!   and all message text blocks, as sent (directives included), less the cached words (see
+//!   prompt caching), and at least 1. `usage.outputTokens` is the number of words in the
+//!   reasoning and reply text plus those of each tool call's input JSON; `totalTokens` is the
+//!   sum of the input, output and cache token counts.
 //! * A `stopSequences` entry found in the reply cuts the reply just before its earliest match
 //!   (stop reason `stop_sequence`). Then, if the reply has more words than
 //!   `inferenceConfig.maxTokens`, it is cut after that many words (stop reason `max_tokens`).
@@ -53,6 +71,72 @@
 //! * `delay-between=<ms>`: wait between consecutive stream events.
 //! * `words=<n>`: the reply is `Echo:` followed by ` w1 w2 ... wn` instead of the echo.
 //! * `stop=<stopReason>`: force the stop reason, e.g. `guardrail_intervened`.
+//! * `tool-calls=<n>`: call the first `n` tools of the `toolConfig` (parallel tool calls).
+//! * `guardrail=intervene` (or `pass`): the request's guardrail intervenes.
+//!
+//! # Converse features
+//!
+//! Converse and ConverseStream check these request members like Bedrock does (a
+//! ValidationException with a Bedrock-like message otherwise) and answer deterministically.
+//!
+//! **Tools** (`toolConfig`): `tools` must not be empty; tool names are 1-64 characters of
+//! `[a-zA-Z0-9_-]`, unique; `inputSchema.json` is a schema with `type: "object"` (as Claude
+//! requires, applied to every model); a `tool` choice must name
+//! a defined tool. `toolUse` and `toolResult` blocks need a `toolConfig`, and each
+//! `toolResult` must answer a `toolUse` of the assistant turn just before it.
+//!
+//! * When the last user message holds `toolResult` blocks, the reply is `"Echo: "` followed by
+//!   the results' text (JSON results serialised) joined with a single space; `end_turn`.
+//! * Otherwise, with `toolChoice` `any` the reply calls the first tool; with `tool` the named
+//!   tool; with the `tool-calls=<n>` directive the first `n` tools (for a `tool` choice, `n`
+//!   calls of the named tool). Forced choices (`any`, `tool`) answer with the tool calls only;
+//!   with `auto` and the directive, the echo text block comes first. Stop reason `tool_use`.
+//! * A call's `input` has one entry per property of the tool schema's `properties` (in the
+//!   order the parsed schema lists them, which is by name): `string` gives
+//!   `"<property>-value"`, `integer` and `number` give 1, `boolean` true, `array` `[]`,
+//!   `object` `{}`, anything else null. Its `toolUseId` is `tooluse_<index>_<12 hex digits>`,
+//!   the digits derived from the conversation length, the prompt, the index and the name.
+//! * Streamed, a tool call is `contentBlockStart` `{start: {toolUse: {toolUseId, name}}}`, its
+//!   input JSON in at least two `{delta: {toolUse: {input}}}` fragments, `contentBlockStop`.
+//!
+//! **Reasoning** (`additionalModelRequestFields`): Claude 3.7 and Claude 4 or later accept
+//! `thinking` `{type: "enabled", budget_tokens}` (budget at least 1024, below `maxTokens` when
+//! that is set; `temperature` unset or 1, `topP` unset; not with a forced tool choice; when
+//! the last message holds tool results, the assistant turn before it must start with its
+//! `reasoningContent` block) and `top_k`; older Claude models accept `top_k` only; Nova 2 (`amazon.nova-2*`) accepts
+//! `reasoningConfig` `{type, maxReasoningEffort: low|medium|high}`; gpt-oss
+//! (`openai.gpt-oss*`) accepts `reasoning_effort` `low|medium|high`. Any other key is
+//! refused: "The model returned the following errors: extraneous key [<key>] is not
+//! permitted". With reasoning on, the reply starts with a block
+//! `{reasoningContent: {reasoningText: {text: "Thinking about: <prompt>", signature}}}` (the
+//! signature a SHA-256 hex digest of the text); streamed, that is word deltas
+//! `{reasoningContent: {text}}` then one `{reasoningContent: {signature}}` at index 0, and the
+//! following blocks take the next indexes.
+//!
+//! **Images and documents**: `image` `{format: gif|jpeg|png|webp, source: {bytes}}` up to
+//! 3.75 MB, at most 20 per request; `document` `{format: csv|doc|docx|html|md|pdf|txt|xls|xlsx,
+//! name, source: {bytes} or {text}}` up to 4.5 MB, at most 5 per request, the name made of
+//! letters, digits, single spaces, hyphens, parentheses and square brackets. `bytes` must be
+//! non-empty valid base64. The echo of the last user message appends, per block in order,
+//! ` [image/<format> <n> bytes]` or ` [document <name> <format> <n> bytes]`.
+//!
+//! **Prompt caching**: `cachePoint` `{type: "default"}` blocks may appear in `system` and in
+//! messages. The prefix before the last one (with the model id) is remembered by the running
+//! emulator (the last 4096 prefixes): the first request with that prefix gets
+//! `cacheWriteInputTokens` = the words before the cache point and `cacheReadInputTokens` 0,
+//! later ones the reverse; `inputTokens` leaves those words out. Without a cache point both
+//! fields are absent. No minimum prefix length applies.
+//!
+//! **Guardrails** (`guardrailConfig`): `guardrailIdentifier` is an id (`[a-z0-9]+`) or a
+//! guardrail ARN, `guardrailVersion` `DRAFT` or a number, `trace` `enabled|disabled|
+//! enabled_full`, `streamProcessingMode` `sync|async`. With a guardrail and the
+//! `guardrail=intervene` directive, the reply is "Sorry, the model cannot answer this
+//! question." with stop reason `guardrail_intervened` (no trace); without a guardrail the
+//! directive changes nothing.
+//!
+//! **Request metadata** (`requestMetadata`): at most 16 entries, keys of 1-256 and values of
+//! 0-256 characters from `[a-zA-Z0-9\s:_@$#=/+,-.]`. The last valid one is recorded in the
+//! observations (`lastRequestMetadata` at `GET /_emulator/observations`).
 //!
 //! # Embeddings
 //!
@@ -62,19 +146,27 @@
 //! family normalises (Titan v2 unless `normalize` is false, Cohere always). The
 //! `X-Amzn-Bedrock-Input-Token-Count` header holds the number of words in the input texts.
 
+pub mod base64;
 pub mod catalog;
 pub mod clock;
 pub mod control_plane;
 pub mod converse;
 pub mod converse_stream;
+pub mod credentials;
 pub mod embeddings;
 pub mod error;
 pub mod eventstream;
 pub mod faults;
+pub mod guardrails;
+pub mod media;
 pub mod observations;
+pub mod prompt_cache;
+pub mod reasoning;
+pub mod request_metadata;
 pub mod routing;
 mod server;
 pub mod sigv4;
+pub mod tools;
 pub mod uri_encoding;
 
 use std::net::{SocketAddr, TcpListener};
@@ -83,6 +175,7 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
 
+pub use credentials::{Registered, TemporaryCredentials};
 pub use error::{Error, ErrorKind};
 pub use observations::{Observations, OperationObservations};
 
@@ -117,6 +210,7 @@ pub struct RunningEmulator {
     handle: ServerHandle,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     recorder: Arc<observations::Recorder>,
+    credentials: Arc<credentials::CredentialStore>,
 }
 
 impl RunningEmulator {
@@ -129,7 +223,12 @@ impl RunningEmulator {
         let local_addr = listener.local_addr()?;
         let workers = config.workers.max(1);
         let recorder = Arc::new(observations::Recorder::default());
-        let state = web::Data::new(server::AppState::new(config, Arc::clone(&recorder)));
+        let credentials = Arc::new(credentials::CredentialStore::default());
+        let state = web::Data::new(server::AppState::new(
+            config,
+            Arc::clone(&recorder),
+            Arc::clone(&credentials),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -150,6 +249,7 @@ impl RunningEmulator {
             handle,
             task: Some(task),
             recorder,
+            credentials,
         })
     }
 
@@ -164,6 +264,12 @@ impl RunningEmulator {
 
     pub fn observations(&self) -> Observations {
         self.recorder.snapshot()
+    }
+
+    /// Accepts `credentials` (with their session token, until their expiration) from now on,
+    /// as `POST /_emulator/credentials` does.
+    pub fn register_credentials(&self, credentials: TemporaryCredentials) -> Registered {
+        self.credentials.register(credentials)
     }
 
     /// Stops accepting connections, lets in-flight requests finish for up to a second, and

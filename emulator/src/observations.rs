@@ -32,6 +32,8 @@ pub struct Observations {
     pub last_access_key_id: Option<String>,
     /// Session token of the last signed request to any operation.
     pub last_session_token: Option<String>,
+    /// `requestMetadata` of the last valid Converse or ConverseStream request that carried it.
+    pub last_request_metadata: Option<BTreeMap<String, String>>,
 }
 
 impl Observations {
@@ -94,6 +96,10 @@ impl Recorder {
         });
     }
 
+    pub fn record_request_metadata(&self, metadata: &BTreeMap<String, String>) {
+        self.with_state(|state| state.last_request_metadata = Some(metadata.clone()));
+    }
+
     pub fn snapshot(&self) -> Observations {
         self.with_state(|state| state.clone())
     }
@@ -129,5 +135,19 @@ mod tests {
         let json = serde_json::to_value(&observed).unwrap();
         assert_eq!(json["operations"]["Converse"]["requests"], 2);
         assert_eq!(json["operations"]["InvokeModel"]["authFailures"], 1);
+        assert_eq!(json["lastRequestMetadata"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn records_the_last_request_metadata() {
+        let recorder = Recorder::default();
+        let first = BTreeMap::from([("user".to_string(), "alice".to_string())]);
+        let second = BTreeMap::from([("team".to_string(), "blue".to_string())]);
+        recorder.record_request_metadata(&first);
+        recorder.record_request_metadata(&second);
+        let observed = recorder.snapshot();
+        assert_eq!(observed.last_request_metadata, Some(second));
+        let json = serde_json::to_value(&observed).unwrap();
+        assert_eq!(json["lastRequestMetadata"]["team"], "blue");
     }
 }

@@ -12,6 +12,7 @@ pub enum Operation {
     ListInferenceProfiles,
     GetInferenceProfile,
     Observations,
+    RegisterCredentials,
 }
 
 impl Operation {
@@ -25,11 +26,15 @@ impl Operation {
             Operation::ListInferenceProfiles => "ListInferenceProfiles",
             Operation::GetInferenceProfile => "GetInferenceProfile",
             Operation::Observations => "Observations",
+            Operation::RegisterCredentials => "RegisterCredentials",
         }
     }
 
     pub fn requires_signature(self) -> bool {
-        self != Operation::Observations
+        !matches!(
+            self,
+            Operation::Observations | Operation::RegisterCredentials
+        )
     }
 }
 
@@ -60,6 +65,7 @@ pub fn route(method: &str, raw_path: &str) -> Option<Route> {
         ("GET", ["inference-profiles"]) => route_with(Operation::ListInferenceProfiles, None),
         ("GET", ["inference-profiles", id]) => route_with(Operation::GetInferenceProfile, Some(id)),
         ("GET", ["_emulator", "observations"]) => route_with(Operation::Observations, None),
+        ("POST", ["_emulator", "credentials"]) => route_with(Operation::RegisterCredentials, None),
         _ => None,
     }
 }
@@ -111,6 +117,11 @@ mod tests {
             route("GET", "/_emulator/observations").unwrap().operation,
             Operation::Observations
         );
+        let register = route("POST", "/_emulator/credentials").unwrap().operation;
+        assert_eq!(register, Operation::RegisterCredentials);
+        assert!(!register.requires_signature());
+        assert!(Operation::Converse.requires_signature());
+        assert_eq!(route("GET", "/_emulator/credentials"), None);
     }
 
     #[test]

@@ -17,10 +17,12 @@ use crate::clock;
 use crate::control_plane;
 use crate::converse;
 use crate::converse_stream::{self, Step};
+use crate::credentials::{self, CredentialStore};
 use crate::embeddings;
 use crate::error::{Error, ErrorKind};
 use crate::eventstream;
 use crate::observations::Recorder;
+use crate::prompt_cache::PromptCache;
 use crate::routing::{self, Operation, Route};
 use crate::sigv4::{self, ExpectedCredentials, SignableRequest};
 use crate::uri_encoding::parse_query;
@@ -35,12 +37,18 @@ pub struct AppState {
     pub config: EmulatorConfig,
     pub catalog: Catalog,
     pub recorder: Arc<Recorder>,
+    pub credentials: Arc<CredentialStore>,
+    pub prompt_cache: PromptCache,
     request_counter: AtomicU64,
     request_id_seed: u64,
 }
 
 impl AppState {
-    pub fn new(config: EmulatorConfig, recorder: Arc<Recorder>) -> AppState {
+    pub fn new(
+        config: EmulatorConfig,
+        recorder: Arc<Recorder>,
+        credentials: Arc<CredentialStore>,
+    ) -> AppState {
         let catalog = Catalog::with_defaults(&config.region);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -49,6 +57,8 @@ impl AppState {
             config,
             catalog,
             recorder,
+            credentials,
+            prompt_cache: PromptCache::default(),
             request_counter: AtomicU64::new(0),
             request_id_seed: seed,
         }
@@ -154,6 +164,9 @@ pub async fn handle(
         Ok(body) => body,
         Err(error) => return error_response(&error, &request_id),
     };
+    if route.operation == Operation::RegisterCredentials {
+        return register_credentials(&state, &body, &request_id);
+    }
     let raw_query = request.uri().query().unwrap_or("").to_string();
     let headers = collect_headers(&request);
     let signable = SignableRequest {
@@ -163,20 +176,26 @@ pub async fn handle(
         headers: &headers,
         body: &body,
     };
+    let presented = sigv4::presented_identity(&signable);
+    let acceptance = state.credentials.acceptance_for(
+        &state.config,
+        presented
+            .as_ref()
+            .map(|identity| identity.access_key_id.as_str()),
+    );
     let expected = ExpectedCredentials {
-        access_key_id: &state.config.access_key_id,
-        secret_access_key: &state.config.secret_access_key,
-        session_token: state.config.session_token.as_deref(),
+        access_key_id: &acceptance.access_key_id,
+        secret_access_key: &acceptance.secret_access_key,
+        session_token: acceptance.session_token.as_deref(),
+        expires_at: acceptance.expires_at,
         region: &state.config.region,
         service: SIGNING_NAME,
     };
     let verified = sigv4::verify(&signable, &expected, clock::unix_now());
     let operation = route.operation.name();
-    state.recorder.record(
-        operation,
-        sigv4::presented_identity(&signable).as_ref(),
-        verified.is_err(),
-    );
+    state
+        .recorder
+        .record(operation, presented.as_ref(), verified.is_err());
     if let Err(error) = verified {
         tracing::info!(operation, %error, "rejected request");
         return error_response(&error, &request_id);
@@ -230,10 +249,27 @@ async fn answer(
             let body = control_plane::get_inference_profile(&state.catalog, &label)?;
             Ok(json_response(StatusCode::OK, &body, request_id))
         }
-        Operation::Observations => Err(Error::service(
+        Operation::Observations | Operation::RegisterCredentials => Err(Error::service(
             ErrorKind::UnknownOperation,
             ErrorKind::UnknownOperation.default_message(),
         )),
+    }
+}
+
+/// `POST /_emulator/credentials`: accepts a temporary credential set from now on.
+fn register_credentials(state: &AppState, body: &[u8], request_id: &str) -> HttpResponse {
+    match credentials::parse_registration(body) {
+        Ok(temporary) => {
+            let registered = state.credentials.register(temporary);
+            tracing::info!(
+                access_key_id = %registered.access_key_id,
+                expiration = %registered.expiration,
+                "registered temporary credentials"
+            );
+            let body = serde_json::to_value(&registered).unwrap_or(Value::Null);
+            json_response(StatusCode::OK, &body, request_id)
+        }
+        Err(error) => error_response(&error, request_id),
     }
 }
 
@@ -249,7 +285,15 @@ fn plan_chat(
         ));
     }
     let request = converse::parse_request(body)?;
-    converse::plan_reply(&request)
+    let invocation = converse::Invocation {
+        model_id: model.id,
+        prompt_cache: &state.prompt_cache,
+    };
+    let plan = converse::plan_reply(&request, &invocation)?;
+    if let Some(metadata) = &request.request_metadata {
+        state.recorder.record_request_metadata(metadata);
+    }
+    Ok(plan)
 }
 
 async fn sleep_if_needed(delay: Duration) {

@@ -47,6 +47,8 @@ pub struct ExpectedCredentials<'a> {
     pub secret_access_key: &'a str,
     /// When set, requests must carry exactly this `x-amz-security-token`.
     pub session_token: Option<&'a str>,
+    /// Unix time from which the session token is refused as expired.
+    pub expires_at: Option<i64>,
     pub region: &'a str,
     pub service: &'a str,
 }
@@ -329,6 +331,15 @@ pub fn verify(
     {
         return Err(unrecognized_client());
     }
+    if expected
+        .expires_at
+        .is_some_and(|expires_at| now_unix >= expires_at)
+    {
+        return Err(Error::service(
+            ErrorKind::ExpiredToken,
+            ErrorKind::ExpiredToken.default_message(),
+        ));
+    }
     check_scope(&authorization, expected, amz_date)?;
     check_clock_skew(amz_date, now_unix)?;
 
@@ -432,6 +443,7 @@ mod tests {
             access_key_id: "AKIDEXAMPLE",
             secret_access_key: SECRET,
             session_token: None,
+            expires_at: None,
             region: "us-east-1",
             service: "service",
         }
@@ -569,6 +581,24 @@ mod tests {
         assert_eq!(
             kind_of(verify(&get_root(&[]), &suite_expected(), SUITE_NOW)),
             ErrorKind::MissingAuthenticationToken
+        );
+    }
+
+    #[test]
+    fn expired_session_credentials_are_refused_from_their_expiry_on() {
+        let signed = vanilla_headers(VANILLA_SIGNATURE);
+        let request = get_root(&signed);
+        let mut temporary = suite_expected();
+        temporary.expires_at = Some(SUITE_NOW + 1);
+        assert!(verify(&request, &temporary, SUITE_NOW).is_ok());
+        temporary.expires_at = Some(SUITE_NOW);
+        let error = verify(&request, &temporary, SUITE_NOW).unwrap_err();
+        assert_eq!(
+            error.as_service(),
+            (
+                ErrorKind::ExpiredToken,
+                "The security token included in the request is expired".to_string()
+            )
         );
     }
 

@@ -493,8 +493,8 @@ async fn control_plane_lists_models_and_paginates_profiles() {
             profile_ids.push(summary.inference_profile_id().to_string());
         }
     }
-    assert_eq!(page_count, 3);
-    assert_eq!(profile_ids.len(), 6);
+    assert_eq!(page_count, 4);
+    assert_eq!(profile_ids.len(), 7);
     assert!(profile_ids.contains(&"us.anthropic.claude-3-7-sonnet-20250219-v1:0".to_string()));
 
     let application = client
@@ -517,7 +517,7 @@ async fn control_plane_lists_models_and_paginates_profiles() {
     );
     let observed = emulator.observations();
     assert_eq!(observed.requests("ListFoundationModels"), 3);
-    assert_eq!(observed.requests("ListInferenceProfiles"), 4);
+    assert_eq!(observed.requests("ListInferenceProfiles"), 5);
     emulator.stop().await;
 }
 

@@ -215,6 +215,19 @@ impl Catalog {
         }
     }
 
+    /// The Bedrock id an alias stands for.
+    pub fn alias(&self, name: &str) -> Option<&str> {
+        self.settings
+            .aliases
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map(|(_, target)| target.as_str())
+    }
+
+    pub fn allows(&self, model_id: &str) -> bool {
+        is_allowed(&self.settings.allow_patterns, model_id)
+    }
+
     pub fn cached(&self) -> Option<Arc<Snapshot>> {
         self.current.read().ok().and_then(|current| current.clone())
     }
@@ -244,14 +257,9 @@ impl Catalog {
             }
             return Err(ApiError::ModelNotFound(requested.to_owned()));
         }
-        if let Some((_, target)) = self
-            .settings
-            .aliases
-            .iter()
-            .find(|(alias, _)| alias == requested)
-        {
+        if let Some(target) = self.alias(requested) {
             return Ok(ResolvedModel {
-                bedrock_id: target.clone(),
+                bedrock_id: target.to_owned(),
                 metric_label: requested.to_owned(),
             });
         }

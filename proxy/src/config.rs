@@ -1,9 +1,12 @@
 //! Command-line flags and their environment variables.
 //!
-//! AWS settings (credentials, endpoints) deliberately have no flags: the
+//! The pod's AWS credentials and endpoints deliberately have no flags: the
 //! standard AWS variables (`AWS_REGION`, `AWS_ROLE_ARN`,
-//! `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, ...)
-//! are read by aws-config exactly as every AWS SDK reads them.
+//! `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_CONTAINER_CREDENTIALS_FULL_URI`,
+//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, ...) are read by aws-config exactly as
+//! every AWS SDK reads them. Only the optional chained role (a second role
+//! assumed on top of the pod's, e.g. in the account that has Bedrock) and the
+//! region have flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +38,26 @@ pub struct Config {
     /// AWS region for Bedrock; defaults to the standard AWS region settings.
     #[arg(long, env = "BEDROCK_GATEWAY_REGION")]
     pub region: Option<String>,
+
+    /// IAM role to assume on top of the pod's credentials, for Bedrock in another account.
+    #[arg(long, env = "BEDROCK_GATEWAY_ASSUME_ROLE_ARN")]
+    pub assume_role_arn: Option<String>,
+
+    /// External id the chained role's trust policy requires.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_ASSUME_ROLE_EXTERNAL_ID",
+        hide_env_values = true
+    )]
+    pub assume_role_external_id: Option<String>,
+
+    /// Session name of the chained role (shows in CloudTrail and in the assumed-role ARN).
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_ASSUME_ROLE_SESSION_NAME",
+        default_value = crate::assume_role::DEFAULT_SESSION_NAME
+    )]
+    pub assume_role_session_name: String,
 
     /// File holding API keys, one per line (`#` comments allowed); re-read when it changes.
     #[arg(long, env = "BEDROCK_GATEWAY_API_KEYS_FILE")]
@@ -80,6 +103,31 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BEDROCK_GATEWAY_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Insert Bedrock prompt-cache points for models that support them
+    /// (a request can override this with `"prompt_caching": true|false`).
+    #[arg(long, env = "BEDROCK_GATEWAY_PROMPT_CACHING", default_value_t = false)]
+    pub prompt_caching: bool,
+
+    /// Bedrock guardrail applied to every chat completion (id or ARN).
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_GUARDRAIL_ID",
+        requires = "guardrail_version"
+    )]
+    pub guardrail_id: Option<String>,
+
+    /// Version of the guardrail: `DRAFT` or a number.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_GUARDRAIL_VERSION",
+        requires = "guardrail_id"
+    )]
+    pub guardrail_version: Option<String>,
+
+    /// Ask Bedrock for the guardrail trace (visible in Bedrock logs).
+    #[arg(long, env = "BEDROCK_GATEWAY_GUARDRAIL_TRACE", default_value_t = false)]
+    pub guardrail_trace: bool,
 
     /// Seconds a client is told to wait (Retry-After) when Bedrock throttles.
     #[arg(long, env = "BEDROCK_GATEWAY_RETRY_AFTER_SECONDS", default_value_t = 2)]
@@ -155,6 +203,7 @@ pub fn validate(config: &Config) -> Result<(), ApiError> {
             "--bedrock-max-attempts must be at least 1".into(),
         ));
     }
+    crate::assume_role::AssumeRole::from_config(config).map_err(ApiError::Internal)?;
     Ok(())
 }
 
@@ -189,6 +238,8 @@ mod tests {
         assert_eq!(config.listen.port(), 8080);
         assert_eq!(config.metrics_listen.port(), 9090);
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.assume_role_arn, None);
+        assert_eq!(config.assume_role_session_name, "bedrock-gateway-proxy");
         assert!(validate(&config).is_ok());
     }
 
@@ -202,5 +253,30 @@ mod tests {
             Config::try_parse_from(["proxy", "--api-keys", "k", "--bedrock-max-attempts", "0"])
                 .unwrap();
         assert!(validate(&config).is_err());
+    }
+
+    #[test]
+    fn chained_role_flags_are_validated() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["proxy", "--api-keys", "k"];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args).unwrap()
+        };
+        let config = parse(&[
+            "--assume-role-arn",
+            "arn:aws:iam::210987654321:role/bedrock-invoker",
+            "--assume-role-external-id",
+            "tenant-42",
+            "--assume-role-session-name",
+            "gw",
+        ]);
+        assert_eq!(
+            config.assume_role_arn.as_deref(),
+            Some("arn:aws:iam::210987654321:role/bedrock-invoker")
+        );
+        assert_eq!(config.assume_role_external_id.as_deref(), Some("tenant-42"));
+        assert!(validate(&config).is_ok());
+        assert!(validate(&parse(&["--assume-role-arn", "not-an-arn"])).is_err());
+        assert!(validate(&parse(&["--assume-role-external-id", "tenant-42"])).is_err());
     }
 }

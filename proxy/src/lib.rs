@@ -1,7 +1,9 @@
 //! An OpenAI-compatible API in front of Amazon Bedrock.
 
+pub mod assume_role;
 pub mod auth;
 pub mod bedrock;
+pub mod caller_identity;
 pub mod catalog;
 pub mod config;
 pub mod error;

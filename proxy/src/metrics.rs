@@ -162,6 +162,7 @@ mod tests {
                 prompt_tokens: 3,
                 completion_tokens: 4,
                 total_tokens: 7,
+                ..Default::default()
             },
         );
         metrics

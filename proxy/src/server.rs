@@ -126,11 +126,15 @@ impl RunningGateway {
     }
 }
 
-async fn termination_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The SIGTERM handler is installed when this is
+/// called, not when the future is first polled, so that a SIGTERM arriving
+/// right after the "listening" log line still drains instead of killing.
+fn termination_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match terminate {
             Ok(mut terminate) => {
                 tokio::select! {
                     _ = terminate.recv() => {}
@@ -141,22 +145,19 @@ async fn termination_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
 /// The whole process: configure AWS from the environment, serve, drain on SIGTERM.
 pub async fn run(config: Config) -> io::Result<()> {
-    let sdk_config =
-        crate::bedrock::load_sdk_config(config.region.clone(), config.bedrock_max_attempts).await;
-    if sdk_config.region().is_none() {
-        return Err(io::Error::other(
-            "no AWS region: set --region, BEDROCK_GATEWAY_REGION or AWS_REGION",
-        ));
-    }
+    let terminated = termination_signal();
+    let sdk_config = crate::bedrock::load_gateway_sdk_config(&config)
+        .await
+        .map_err(io::Error::other)?;
     let api_listener = TcpListener::bind(config.listen)?;
     let metrics_listener = TcpListener::bind(config.metrics_listen)?;
     let gateway = start(&config, &sdk_config, api_listener, metrics_listener)?;
@@ -167,16 +168,18 @@ pub async fn run(config: Config) -> io::Result<()> {
         api_keys = gateway.state.keys.len(),
         "bedrock-gateway-proxy listening"
     );
+    let identity_log = crate::caller_identity::spawn_log(sdk_config.clone());
     if gateway.state.keys.is_empty() {
         tracing::warn!(
             "no API keys are loaded yet: every API request is refused until the key file has keys"
         );
     }
-    termination_signal().await;
+    terminated.await;
     tracing::info!(
         grace_seconds = config.shutdown_grace_seconds,
         "shutting down; draining in-flight requests"
     );
+    identity_log.abort();
     gateway.shutdown().await?;
     tracing::info!("stopped");
     Ok(())

@@ -11,6 +11,8 @@ use crate::bedrock::{BedrockClients, CredentialsCheck};
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::translate::guardrail::Guardrail;
+use crate::translate::request::TranslationSettings;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -26,6 +28,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub limits: Limits,
     pub credentials: CredentialsCheck,
+    pub translation: TranslationSettings,
+    pub guardrail: Option<Guardrail>,
     draining: AtomicBool,
 }
 
@@ -53,6 +57,14 @@ impl AppState {
                 stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_seconds.max(1)),
             },
             credentials: CredentialsCheck::new(sdk_config),
+            translation: TranslationSettings {
+                prompt_caching: config.prompt_caching,
+            },
+            guardrail: Guardrail::from_flags(
+                config.guardrail_id.as_deref(),
+                config.guardrail_version.as_deref(),
+                config.guardrail_trace,
+            ),
             draining: AtomicBool::new(false),
         }
     }

@@ -126,7 +126,12 @@ class Gateway:
         return f"{self.api_url}/v1"
 
 
-def start_gateway(emulator, keys_file, *extra_args):
+def start_gateway(emulator, keys_file, *extra_args, env_overrides=None):
+    """Starts the gateway against the emulator with static keys by default.
+
+    `env_overrides` sets variables, or removes them when the value is None
+    (e.g. `{"AWS_ACCESS_KEY_ID": None}` to run on IRSA or Pod Identity).
+    """
     env = base_env()
     env.update(
         {
@@ -139,6 +144,11 @@ def start_gateway(emulator, keys_file, *extra_args):
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         }
     )
+    for name, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     process = Process.start(
         [
             binary("BEDROCK_GATEWAY_PROXY_BIN"),

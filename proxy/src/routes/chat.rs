@@ -9,8 +9,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
 use aws_sdk_bedrockruntime::types::ConverseStreamOutput;
 use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::catalog::ResolvedModel;
@@ -18,8 +17,10 @@ use crate::error::{ApiError, UpstreamError};
 use crate::metrics::InFlightStream;
 use crate::middleware::RequestId;
 use crate::openai::{ChatCompletionRequest, Usage};
+use crate::routes::read_body;
 use crate::state::AppState;
 use crate::translate::bedrock_error;
+use crate::translate::guardrail::Guardrail;
 use crate::translate::request::{ConverseInput, parse_chat_request, to_converse_input};
 use crate::translate::response::{CompletionMeta, to_chat_completion};
 use crate::translate::stream::StreamTranslator;
@@ -34,14 +35,15 @@ pub async fn completions(
     }
     let body = read_body(&http_request, payload, state.limits.max_body_bytes).await?;
     let request = parse_chat_request(&body)?;
-    let input = to_converse_input(&request)?;
     let model = state.catalog.resolve(&request.model).await?;
+    let input = to_converse_input(&request, &model.bedrock_id, &state.translation)?;
     let meta = CompletionMeta {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs()),
         model: request.model.clone(),
+        response_tool: input.response_tool.clone(),
     };
     let request_id = http_request
         .extensions()
@@ -55,35 +57,11 @@ pub async fn completions(
     }
 }
 
-/// Reads the body up to the limit, answering 413 beyond it without reading
-/// (or buffering) the rest.
-async fn read_body(
-    http_request: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let declared = http_request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            ApiError::invalid(format!("The request body could not be read: {error}"), None)
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-fn upstream_failure(state: &AppState, error: UpstreamError, request_id: &str) -> ApiError {
+pub(crate) fn upstream_failure(
+    state: &AppState,
+    error: UpstreamError,
+    request_id: &str,
+) -> ApiError {
     state
         .metrics
         .upstream_errors
@@ -106,9 +84,13 @@ async fn complete(
         .runtime
         .converse()
         .model_id(&model.bedrock_id)
+        .set_guardrail_config(state.guardrail.as_ref().map(Guardrail::for_converse))
         .set_system((!input.system.is_empty()).then_some(input.system))
         .set_messages(Some(input.messages))
         .set_inference_config(input.inference)
+        .set_tool_config(input.tool_config)
+        .set_additional_model_request_fields(input.additional_fields)
+        .set_request_metadata(input.request_metadata)
         .send()
         .await;
     state
@@ -149,9 +131,13 @@ async fn stream(
         .runtime
         .converse_stream()
         .model_id(&model.bedrock_id)
+        .set_guardrail_config(state.guardrail.as_ref().map(Guardrail::for_stream))
         .set_system((!input.system.is_empty()).then_some(input.system))
         .set_messages(Some(input.messages))
         .set_inference_config(input.inference)
+        .set_tool_config(input.tool_config)
+        .set_additional_model_request_fields(input.additional_fields)
+        .set_request_metadata(input.request_metadata)
         .send()
         .await
         .map_err(|error| {

@@ -1,10 +1,14 @@
 //! The HTTP routes: the OpenAI API under `/v1` and `/api/v1`, probes at the root.
 
 pub mod chat;
+pub mod embeddings;
 pub mod health;
 pub mod models;
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 
 use crate::error::ApiError;
 use crate::middleware::require_api_key;
@@ -32,6 +36,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(
+                    web::resource("/embeddings")
+                        .route(web::post().to(embeddings::create))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
                     web::resource("/chat/completions")
                         .route(web::post().to(chat::completions))
                         .default_service(web::to(method_not_allowed)),
@@ -52,4 +61,32 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed(request.method().to_string()))
+}
+
+/// Reads the body up to the limit, answering 413 beyond it without reading
+/// (or buffering) the rest.
+pub async fn read_body(
+    http_request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = http_request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::invalid(format!("The request body could not be read: {error}"), None)
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }

@@ -6,9 +6,15 @@
 //! after `messageStop`, so the finish chunk is emitted on `messageStop` and the
 //! usage chunk on `metadata` or at the end of the stream.
 
-use aws_sdk_bedrockruntime::types::{ContentBlockDelta, ConverseStreamOutput};
+use std::collections::{HashMap, HashSet};
 
-use crate::openai::{ChatCompletionChunk, ChunkChoice, Delta, FinishReason, Usage};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlockDelta, ContentBlockStart, ConverseStreamOutput, ReasoningContentBlockDelta,
+};
+
+use crate::openai::{
+    ChatCompletionChunk, ChunkChoice, Delta, FinishReason, FunctionCallDelta, ToolCallDelta, Usage,
+};
 use crate::translate::response::{CompletionMeta, finish_reason, usage};
 
 #[derive(Debug)]
@@ -19,6 +25,10 @@ pub struct StreamTranslator {
     finish: Option<FinishReason>,
     usage: Option<Usage>,
     usage_sent: bool,
+    /// Converse content block index -> OpenAI tool call index.
+    tool_indexes: HashMap<i32, u32>,
+    /// Content block indexes of the structured-reply tool, streamed as content.
+    structured_blocks: HashSet<i32>,
 }
 
 impl StreamTranslator {
@@ -30,6 +40,8 @@ impl StreamTranslator {
             finish: None,
             usage: None,
             usage_sent: false,
+            tool_indexes: HashMap::new(),
+            structured_blocks: HashSet::new(),
         }
     }
 
@@ -43,10 +55,30 @@ impl StreamTranslator {
         let mut chunks = Vec::new();
         match event {
             ConverseStreamOutput::MessageStart(_) => self.ensure_role(&mut chunks),
-            ConverseStreamOutput::ContentBlockDelta(delta_event) => {
-                if let Some(ContentBlockDelta::Text(text)) = delta_event.delta()
-                    && !text.is_empty()
-                {
+            ConverseStreamOutput::ContentBlockStart(start_event) => {
+                if let Some(ContentBlockStart::ToolUse(tool_use)) = start_event.start() {
+                    self.ensure_role(&mut chunks);
+                    if self.meta.response_tool.as_deref() == Some(tool_use.name()) {
+                        self.structured_blocks
+                            .insert(start_event.content_block_index());
+                        return chunks;
+                    }
+                    let index = self.tool_indexes.len() as u32;
+                    self.tool_indexes
+                        .insert(start_event.content_block_index(), index);
+                    chunks.push(self.tool_chunk(ToolCallDelta {
+                        index,
+                        id: Some(tool_use.tool_use_id().to_owned()),
+                        kind: Some("function"),
+                        function: FunctionCallDelta {
+                            name: Some(tool_use.name().to_owned()),
+                            arguments: String::new(),
+                        },
+                    }));
+                }
+            }
+            ConverseStreamOutput::ContentBlockDelta(delta_event) => match delta_event.delta() {
+                Some(ContentBlockDelta::Text(text)) if !text.is_empty() => {
                     self.ensure_role(&mut chunks);
                     chunks.push(self.chunk(
                         Delta {
@@ -56,10 +88,54 @@ impl StreamTranslator {
                         None,
                     ));
                 }
-            }
+                Some(ContentBlockDelta::ReasoningContent(ReasoningContentBlockDelta::Text(
+                    text,
+                ))) if !text.is_empty() => {
+                    self.ensure_role(&mut chunks);
+                    chunks.push(self.chunk(
+                        Delta {
+                            reasoning_content: Some(text.clone()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
+                }
+                Some(ContentBlockDelta::ToolUse(tool_delta))
+                    if self
+                        .structured_blocks
+                        .contains(&delta_event.content_block_index()) =>
+                {
+                    chunks.push(self.chunk(
+                        Delta {
+                            content: Some(tool_delta.input().to_owned()),
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
+                }
+                Some(ContentBlockDelta::ToolUse(tool_delta)) => {
+                    if let Some(&index) = self.tool_indexes.get(&delta_event.content_block_index())
+                    {
+                        chunks.push(self.tool_chunk(ToolCallDelta {
+                            index,
+                            id: None,
+                            kind: None,
+                            function: FunctionCallDelta {
+                                name: None,
+                                arguments: tool_delta.input().to_owned(),
+                            },
+                        }));
+                    }
+                }
+                _ => {}
+            },
             ConverseStreamOutput::MessageStop(stop) => {
                 self.ensure_role(&mut chunks);
-                self.push_finish(&mut chunks, finish_reason(stop.stop_reason()));
+                let reason = match finish_reason(stop.stop_reason()) {
+                    FinishReason::ToolCalls if self.tool_indexes.is_empty() => FinishReason::Stop,
+                    other => other,
+                };
+                self.push_finish(&mut chunks, reason);
             }
             ConverseStreamOutput::Metadata(metadata) => {
                 self.usage = Some(usage(metadata.usage()));
@@ -86,6 +162,7 @@ impl StreamTranslator {
                 Delta {
                     role: Some("assistant"),
                     content: Some(String::new()),
+                    ..Delta::default()
                 },
                 None,
             ));
@@ -112,6 +189,16 @@ impl StreamTranslator {
             choices: Vec::new(),
             usage: Some(Some(self.usage.unwrap_or_default())),
         });
+    }
+
+    fn tool_chunk(&self, tool_call: ToolCallDelta) -> ChatCompletionChunk {
+        self.chunk(
+            Delta {
+                tool_calls: Some(vec![tool_call]),
+                ..Delta::default()
+            },
+            None,
+        )
     }
 
     fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatCompletionChunk {
@@ -145,6 +232,7 @@ mod tests {
             id: "chatcmpl-s".into(),
             created: 9,
             model: "claude".into(),
+            response_tool: None,
         }
     }
 
@@ -261,7 +349,8 @@ mod tests {
         assert_eq!(chunks[3]["choices"], json!([]));
         assert_eq!(
             chunks[3]["usage"],
-            json!({"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5})
+            json!({"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5,
+                   "prompt_tokens_details": {"cached_tokens": 0}})
         );
     }
 
@@ -273,6 +362,146 @@ mod tests {
         assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
         assert_eq!(chunks[3]["usage"]["total_tokens"], 0);
         assert_eq!(chunks.len(), 4);
+    }
+
+    fn tool_start(block: i32, id: &str) -> ConverseStreamOutput {
+        use aws_sdk_bedrockruntime::types::{ContentBlockStartEvent, ToolUseBlockStart};
+        ConverseStreamOutput::ContentBlockStart(
+            ContentBlockStartEvent::builder()
+                .content_block_index(block)
+                .start(ContentBlockStart::ToolUse(
+                    ToolUseBlockStart::builder()
+                        .tool_use_id(id)
+                        .name("get_weather")
+                        .build()
+                        .unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn tool_input(block: i32, fragment: &str) -> ConverseStreamOutput {
+        use aws_sdk_bedrockruntime::types::ToolUseBlockDelta;
+        ConverseStreamOutput::ContentBlockDelta(
+            ContentBlockDeltaEvent::builder()
+                .content_block_index(block)
+                .delta(ContentBlockDelta::ToolUse(
+                    ToolUseBlockDelta::builder()
+                        .input(fragment)
+                        .build()
+                        .unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn parallel_tool_calls_stream_like_openai() {
+        let chunks = run(
+            false,
+            &[
+                start(),
+                text("Checking."),
+                tool_start(1, "t1"),
+                tool_input(1, "{\"city\":"),
+                tool_start(2, "t2"),
+                tool_input(1, "\"Paris\"}"),
+                tool_input(2, "{\"city\":\"Rome\"}"),
+                stop(StopReason::ToolUse),
+            ],
+        );
+        let deltas: Vec<Value> = chunks
+            .iter()
+            .map(|chunk| chunk["choices"][0]["delta"].clone())
+            .collect();
+        assert_eq!(deltas[1], json!({"content": "Checking."}));
+        assert_eq!(
+            deltas[2],
+            json!({"tool_calls": [{"index": 0, "id": "t1", "type": "function",
+                                   "function": {"name": "get_weather", "arguments": ""}}]})
+        );
+        assert_eq!(
+            deltas[3],
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]})
+        );
+        assert_eq!(deltas[4]["tool_calls"][0]["index"], 1);
+        assert_eq!(deltas[4]["tool_calls"][0]["id"], "t2");
+        assert_eq!(
+            deltas[5],
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]})
+        );
+        assert_eq!(
+            deltas[6],
+            json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"city\":\"Rome\"}"}}]})
+        );
+        assert_eq!(chunks[7]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chunks.len(), 8);
+    }
+
+    #[test]
+    fn a_structured_reply_streams_as_content() {
+        let mut structured = meta();
+        structured.response_tool = Some("get_weather".into());
+        let mut translator = StreamTranslator::new(structured, false);
+        let events = [
+            start(),
+            tool_start(0, "t"),
+            tool_input(0, "{\"a\":"),
+            tool_input(0, "1}"),
+            stop(StopReason::ToolUse),
+        ];
+        let chunks: Vec<Value> = events
+            .iter()
+            .flat_map(|event| translator.on_event(event))
+            .map(|chunk| serde_json::to_value(chunk).unwrap())
+            .collect();
+        let content: String = chunks
+            .iter()
+            .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(content, "{\"a\":1}");
+        assert!(
+            chunks
+                .iter()
+                .all(|chunk| chunk["choices"][0]["delta"].get("tool_calls").is_none())
+        );
+        assert_eq!(
+            chunks.last().unwrap()["choices"][0]["finish_reason"],
+            "stop"
+        );
+    }
+
+    #[test]
+    fn reasoning_deltas_are_streamed_as_reasoning_content() {
+        let thought = ConverseStreamOutput::ContentBlockDelta(
+            ContentBlockDeltaEvent::builder()
+                .content_block_index(0)
+                .delta(ContentBlockDelta::ReasoningContent(
+                    ReasoningContentBlockDelta::Text("hmm".into()),
+                ))
+                .build()
+                .unwrap(),
+        );
+        let signature = ConverseStreamOutput::ContentBlockDelta(
+            ContentBlockDeltaEvent::builder()
+                .content_block_index(0)
+                .delta(ContentBlockDelta::ReasoningContent(
+                    ReasoningContentBlockDelta::Signature("sig".into()),
+                ))
+                .build()
+                .unwrap(),
+        );
+        let chunks = run(false, &[start(), thought, signature, text("answer")]);
+        assert_eq!(
+            chunks[1]["choices"][0]["delta"],
+            json!({"reasoning_content": "hmm"})
+        );
+        assert_eq!(
+            chunks[2]["choices"][0]["delta"],
+            json!({"content": "answer"})
+        );
     }
 
     #[test]

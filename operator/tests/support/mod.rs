@@ -1,0 +1,126 @@
+//! The control plane the operator's integration tests run against: a real
+//! kube-apiserver backed by etcd, started once per test binary (or reused from
+//! `BEDROCK_GATEWAY_TEST_KUBECONFIG`), with an admin token in `system:masters`.
+//!
+//! Each test file declares `mod support;` and uses what it needs, so parts of
+//! this module go unused in some test binaries.
+#![allow(dead_code)]
+
+mod assets;
+mod kubeconfig;
+mod launch;
+mod processes;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+
+/// Names a kubeconfig of an already running control plane to use instead of
+/// starting one, so that a script can share one control plane between binaries.
+pub const KUBECONFIG_ENV: &str = "BEDROCK_GATEWAY_TEST_KUBECONFIG";
+
+/// Connection data only: a `kube::Client` is tied to the tokio runtime it was
+/// made in, and every `#[tokio::test]` has its own, so each test makes its own.
+pub struct ControlPlane {
+    kubeconfig_path: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts the control plane on first use in this test binary, or reuses the
+    /// one named by `BEDROCK_GATEWAY_TEST_KUBECONFIG`. Blocks until it is ready.
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+        match SHARED.get_or_init(start_or_reuse) {
+            Ok(control_plane) => control_plane,
+            Err(problem) => panic!("no control plane for the tests: {problem}"),
+        }
+    }
+
+    /// A client with cluster-admin rights (group `system:masters`).
+    pub async fn client(&self) -> kube::Client {
+        kubeconfig::client(&self.kubeconfig_path)
+            .await
+            .unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// The admin kubeconfig, for child processes such as the operator or kubectl.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// Creates a namespace no other test uses, named `<prefix>-<random>`.
+    pub async fn fresh_namespace(&self, prefix: &str) -> String {
+        let name = unique_namespace_name(prefix);
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        kube::Api::<Namespace>::all(self.client().await)
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create namespace {name}: {error}"));
+        name
+    }
+}
+
+fn start_or_reuse() -> Result<ControlPlane, String> {
+    if let Some(path) = std::env::var_os(KUBECONFIG_ENV).filter(|path| !path.is_empty()) {
+        let kubeconfig_path = PathBuf::from(path);
+        if !kubeconfig_path.is_file() {
+            return Err(format!(
+                "{KUBECONFIG_ENV}={} is not a file",
+                kubeconfig_path.display()
+            ));
+        }
+        return Ok(ControlPlane { kubeconfig_path });
+    }
+    start_on_keeper_thread()
+}
+
+/// Starts the processes from a thread that never ends: they get SIGKILL when
+/// the thread that started them ends, and test threads end after each test.
+fn start_on_keeper_thread() -> Result<ControlPlane, String> {
+    let binaries = assets::locate()?;
+    let (started, outcome) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("control-plane".to_string())
+        .spawn(move || match launch::launch(&binaries) {
+            Ok(launched) => {
+                let control_plane = ControlPlane {
+                    kubeconfig_path: launched.kubeconfig_path,
+                };
+                processes::keep_until_exit(launched.processes);
+                let _ = started.send(Ok(control_plane));
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(problem) => {
+                let _ = started.send(Err(problem));
+            }
+        })
+        .map_err(|error| format!("cannot start the control plane thread: {error}"))?;
+    outcome
+        .recv()
+        .map_err(|_| "the control plane thread ended without a word".to_string())?
+}
+
+/// A valid namespace name (a DNS label) made from `prefix` and a random suffix.
+fn unique_namespace_name(prefix: &str) -> String {
+    let cleaned: String = prefix
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    let cleaned = cleaned.trim_matches('-');
+    let prefix = if cleaned.is_empty() { "test" } else { cleaned };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &suffix[..10])
+}

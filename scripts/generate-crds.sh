@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Regenerates crds/ from the Rust types (never edit those files by hand).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+cargo run --quiet --locked -p bedrock-gateway-operator -- crd > crds/bedrockgateways.bedrock-gateway.io.yaml
+echo "crds/bedrockgateways.bedrock-gateway.io.yaml regenerated"
