@@ -30,6 +30,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo; echo "Stopping."; exit 130' INT TERM
 
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$EMULATOR_PORT" "$API_PORT" "$METRICS_PORT"; do
+  if port_in_use "$port"; then fail "127.0.0.1:$port is already in use; set BENCH_*_PORT"; fi
+done
+
 # Every stream held through the gateway costs it two sockets; ask for plenty.
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 OPEN_FILES="$(ulimit -n)"
@@ -93,6 +98,7 @@ BENCH_ARGS=(
   --markdown "$WORK/figures.md"
   "$@"
 )
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 step "Running bedrock-gateway-bench (a few minutes)"
 BEDROCK_GATEWAY_BENCH_API_KEY="$API_KEY" "${PIN_OTHERS[@]}" "$BIN/bedrock-gateway-bench" "${BENCH_ARGS[@]}" > /dev/null \
   || { tail -n 20 "$WORK/gateway.log" "$WORK/emulator.log"; fail "the benchmark failed"; }
@@ -116,6 +122,7 @@ BENCH_COMMAND="${BENCH_COMMAND//"$WORK"/\$WORK}"
   echo "| Placement | $PLACEMENT; all on loopback |"
   echo "| Servers | emulator and gateway release builds, $CPUS HTTP workers each, \`RUST_LOG=warn\`, JSON logs |"
   echo "| Open files | \`ulimit -n\` $OPEN_FILES (hard limit $OPEN_FILES_HARD) |"
+  echo "| Load average before the run | $LOAD_BEFORE (1, 5, 15 min; the \`whole machine\` CPU column shows any competition during the run) |"
   echo "| Command | \`scripts/bench.sh${*:+ $*}\` |"
   echo "| Load generator | \`${BENCH_COMMAND% }\` |"
   echo

@@ -11,6 +11,8 @@ mod figures;
 mod first_token;
 mod held_streams;
 mod load;
+mod paths;
+mod phases;
 mod preflight;
 mod procfs;
 mod report;

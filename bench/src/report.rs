@@ -313,3 +313,28 @@ pub fn render(results: &Results) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::tests::sample_results;
+
+    #[test]
+    fn tables_have_as_many_cells_as_their_headers() {
+        let markdown = render(&sample_results(Vec::new()));
+        let mut columns = None;
+        for line in markdown.lines() {
+            if !line.starts_with('|') {
+                columns = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            match columns {
+                None => columns = Some(cells),
+                Some(expected) => assert_eq!(cells, expected, "in row: {line}"),
+            }
+        }
+        assert!(markdown.contains("| **Added by the gateway** | | **+0.400** |"));
+        assert!(markdown.contains("### Targets"));
+    }
+}

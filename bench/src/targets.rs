@@ -159,3 +159,142 @@ pub fn evaluate(results: &Results) -> Vec<TargetRow> {
     }
     rows
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::first_token::FirstTokenOutcome;
+    use crate::held_streams::HoldOutcome;
+    use crate::load::LoadOutcome;
+    use crate::procfs::MemoryReading;
+    use crate::results::LevelResult;
+    use crate::stats::LatencySummary;
+
+    fn latency(p50_us: u64, p99_us: u64) -> Option<LatencySummary> {
+        Some(LatencySummary {
+            count: 100,
+            p50: Duration::from_micros(p50_us),
+            p90: Duration::from_micros((p50_us + p99_us) / 2),
+            p99: Duration::from_micros(p99_us),
+            max: Duration::from_micros(p99_us * 2),
+        })
+    }
+
+    fn load(p50_us: u64, p99_us: u64) -> LoadOutcome {
+        LoadOutcome {
+            errors: 0,
+            first_error: None,
+            achieved_rate: 5000.0,
+            latency: latency(p50_us, p99_us),
+            successes: 50_000,
+            cpu: Vec::new(),
+        }
+    }
+
+    fn level(requested: usize, open: usize, rss_mib: u64, capped: bool) -> LevelResult {
+        LevelResult {
+            requested,
+            capped_because: capped.then(|| "the open-file limit".to_owned()),
+            outcome: HoldOutcome {
+                streams: open,
+                ramp_up: Duration::from_secs(5),
+                open_at_reading: open,
+                memory: Some(MemoryReading {
+                    rss_kib: rss_mib * 1024,
+                    peak_rss_kib: rss_mib * 1024,
+                }),
+                open_files: Some(open * 2),
+                completed: open,
+                errors: 0,
+                first_error: None,
+            },
+        }
+    }
+
+    pub(crate) fn sample_results(levels: Vec<LevelResult>) -> Results {
+        Results {
+            unary: Some(UnaryResults {
+                rate: 5000.0,
+                connections: 256,
+                warmup: Duration::from_secs(2),
+                duration: Duration::from_secs(10),
+                open_direct: load(300, 800),
+                open_gateway: load(700, 1500),
+                closed_connections: 64,
+                closed_duration: Duration::from_secs(5),
+                closed_direct: load(1000, 3000),
+                closed_gateway: load(5000, 9000),
+            }),
+            first_token: Some(FirstTokenResults {
+                concurrency: 8,
+                duration: Duration::from_secs(5),
+                direct: FirstTokenOutcome {
+                    streams: 1000,
+                    errors: 0,
+                    first_error: None,
+                    latency: latency(500, 900),
+                },
+                gateway: FirstTokenOutcome {
+                    streams: 900,
+                    errors: 0,
+                    first_error: None,
+                    latency: latency(1200, 2500),
+                },
+            }),
+            memory: Some(MemoryResults {
+                prompt: "[[emu:words=30]]".into(),
+                open_rate: 2000.0,
+                idle: None,
+                idle_open_files: None,
+                levels,
+            }),
+        }
+    }
+
+    #[test]
+    fn verdicts_compare_with_the_limits() {
+        let results = sample_results(vec![
+            level(1000, 1000, 40, false),
+            level(10_000, 10_000, 140, false),
+        ]);
+        let rows = evaluate(&results);
+        assert_eq!(rows.len(), 3);
+        // +0.7 ms added at p99, +0.7 ms first-token overhead at p50, 140 MiB.
+        assert_eq!(rows[0].verdict, Verdict::Pass);
+        assert!(rows[0].measured.starts_with("+0.700 ms"));
+        assert_eq!(rows[1].verdict, Verdict::Pass);
+        assert_eq!(rows[2].verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_capped_level_is_judged_by_projection() {
+        // The 100 streams that could not be opened are added at the marginal cost between
+        // the two levels: about 9 KiB each from 120 MiB, about 12.5 KiB each from 149 MiB.
+        let results = sample_results(vec![
+            level(1000, 1000, 40, false),
+            level(10_000, 9_900, 120, true),
+        ]);
+        let memory = results.memory.as_ref().unwrap();
+        let per_stream = memory.marginal_kib_per_stream().unwrap();
+        assert!((per_stream - 80.0 * 1024.0 / 8900.0).abs() < 1e-6);
+        let row = held_streams_memory(memory);
+        assert_eq!(row.verdict, Verdict::ProjectedPass);
+        assert!(row.measured.contains("projected"));
+
+        let over = sample_results(vec![
+            level(1000, 1000, 40, false),
+            level(10_000, 9_900, 149, true),
+        ]);
+        let row = held_streams_memory(over.memory.as_ref().unwrap());
+        assert_eq!(row.verdict, Verdict::ProjectedFail);
+    }
+
+    #[test]
+    fn a_missing_level_is_not_measured() {
+        let results = sample_results(vec![level(1000, 1000, 40, false)]);
+        let row = held_streams_memory(results.memory.as_ref().unwrap());
+        assert_eq!(row.verdict, Verdict::NotMeasured);
+    }
+}

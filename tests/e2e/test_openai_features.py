@@ -431,16 +431,11 @@ def test_title_generation_with_max_tokens_1000(client, model, stream):
     assert finish == "stop"
 
 
-# Requests the gateway builds today that Bedrock refuses. Each test states the behaviour a
-# client needs; they are expected to fail until the gateway adapts the request.
+# Requests Bedrock would refuse as the client wrote them, which the gateway adapts.
 
 
-def proxy_bug(reason):
-    return pytest.mark.xfail(reason=f"gateway bug: {reason}", raises=openai.BadRequestError, strict=True)
-
-
-@proxy_bug("thinking is sent together with a forced tool choice (translate/reasoning.rs)")
 def test_reasoning_effort_with_a_required_tool_on_claude_37(client):
+    """Claude refuses thinking with a forced tool choice: the gateway drops the reasoning."""
     completion = client.chat.completions.create(
         model=SONNET_37_PROFILE,
         messages=user("What is the weather?"),
@@ -451,8 +446,8 @@ def test_reasoning_effort_with_a_required_tool_on_claude_37(client):
     assert completion.choices[0].finish_reason == "tool_calls"
 
 
-@proxy_bug("a thinking tool loop sends the assistant turn back without its reasoning block")
 def test_reasoning_effort_through_a_tool_loop_on_claude_37(client):
+    """OpenAI clients do not send signed thinking back, so a tool loop continues without it."""
     question = user("What is the weather? [[emu:tool-calls=1]]")
     first = client.chat.completions.create(
         model=SONNET_37_PROFILE, messages=question, tools=[WEATHER_TOOL], reasoning_effort="low"
@@ -469,7 +464,6 @@ def test_reasoning_effort_through_a_tool_loop_on_claude_37(client):
     assert completion.choices[0].message.content == "Echo: sunny"
 
 
-@proxy_bug("tool parameters without \"type\": \"object\" are passed through (translate/tools.rs)")
 @pytest.mark.parametrize("parameters", [{}, {"properties": {"q": {"type": "string"}}}])
 def test_tool_parameters_without_a_type(client, parameters):
     tool = {"type": "function", "function": {"name": "lookup", "parameters": parameters}}
@@ -479,7 +473,6 @@ def test_tool_parameters_without_a_type(client, parameters):
     assert completion.choices[0].finish_reason == "tool_calls"
 
 
-@proxy_bug("non-ASCII whitespace in user/metadata is kept, Bedrock allows ASCII \\s only (translate/request.rs)")
 def test_user_with_a_non_breaking_space(client):
     completion = client.chat.completions.create(
         model=SONNET, messages=user("tagged"), user="Jane\u00a0Doe", metadata={"note": "a\u2003b"}

@@ -74,12 +74,39 @@ fn effort_name(effort: ReasoningEffort) -> Option<&'static str> {
 /// Builds the family's reasoning fields, adjusting sampling as reasoning
 /// requires: the answer keeps its own token budget on top of the thinking
 /// budget, and the sampling parameters thinking forbids are dropped.
+/// Claude refuses thinking together with a forced tool choice, and in a tool
+/// loop it wants every earlier assistant tool turn to start with its signed
+/// thinking block, which OpenAI clients do not send back. In both cases
+/// `reasoning_effort` is dropped (the request still does what it asks) and
+/// an explicit `thinking` budget is refused with the reason.
+pub fn thinking_blocked_by(
+    request: &ChatCompletionRequest,
+    forced_tool_choice: bool,
+) -> Option<&'static str> {
+    if forced_tool_choice {
+        return Some("Claude cannot think while tool_choice forces a tool call");
+    }
+    let tool_history = request.messages.iter().any(|message| {
+        message
+            .tool_calls
+            .as_ref()
+            .is_some_and(|calls| !calls.is_empty())
+    });
+    tool_history.then_some(
+        "Claude needs the signed thinking of earlier tool calls, which OpenAI clients do not send back",
+    )
+}
+
 pub fn additional_fields(
     request: &ChatCompletionRequest,
     model_id: &str,
     sampling: &mut Sampling,
+    forced_tool_choice: bool,
 ) -> Result<Option<Document>, ApiError> {
     let family = family_of(model_id);
+    let blocked = (family == ReasoningFamily::ClaudeThinking)
+        .then(|| thinking_blocked_by(request, forced_tool_choice))
+        .flatten();
     let explicit_budget = match &request.thinking {
         Some(thinking) if thinking.kind.as_deref().unwrap_or("enabled") == "enabled" => {
             let budget = thinking.budget_tokens.ok_or_else(|| {
@@ -100,12 +127,19 @@ pub fn additional_fields(
                     Some("thinking"),
                 ));
             }
+            if let Some(reason) = blocked {
+                return Err(ApiError::invalid(
+                    format!("thinking cannot be enabled here: {reason}."),
+                    Some("thinking"),
+                ));
+            }
             Some(budget)
         }
         _ => None,
     };
     let effort = request.reasoning_effort;
     let fields = match family {
+        ReasoningFamily::ClaudeThinking if blocked.is_some() => return Ok(None),
         ReasoningFamily::ClaudeThinking => {
             let Some(budget) = explicit_budget.or_else(|| effort.and_then(budget_for)) else {
                 return Ok(None);
@@ -138,6 +172,41 @@ pub fn additional_fields(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forced_tools_and_tool_loops_turn_claude_thinking_off() {
+        let sonnet = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
+        let plain = request(json!({"reasoning_effort": "low"}));
+        assert!(
+            additional_fields(&plain, sonnet, &mut sampling(None), true)
+                .unwrap()
+                .is_none()
+        );
+        let explicit = request(json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}));
+        assert!(additional_fields(&explicit, sonnet, &mut sampling(None), true).is_err());
+        let mut looped = request(json!({"reasoning_effort": "low"}));
+        looped.messages.push(
+            serde_json::from_value(json!({"role": "assistant", "tool_calls": [
+            {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}))
+            .unwrap(),
+        );
+        let mut untouched = sampling(Some(10));
+        assert!(
+            additional_fields(&looped, sonnet, &mut untouched, false)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            untouched,
+            sampling(Some(10)),
+            "sampling stays as asked when thinking is off"
+        );
+        assert!(
+            additional_fields(&plain, sonnet, &mut sampling(None), false)
+                .unwrap()
+                .is_some()
+        );
+    }
+
     use super::*;
     use crate::translate::tools::document_to_json;
     use serde_json::Value;
@@ -199,6 +268,7 @@ mod tests {
             &request(json!({"reasoning_effort": "medium"})),
             "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
             &mut adjusted,
+            false,
         )
         .unwrap()
         .unwrap();
@@ -216,7 +286,7 @@ mod tests {
         let fields = additional_fields(
             &request(json!({"reasoning_effort": "low", "thinking": {"type": "enabled", "budget_tokens": 3000}})),
             "anthropic.claude-3-7-sonnet-20250219-v1:0",
-            &mut adjusted,
+            &mut adjusted, false,
         )
         .unwrap()
         .unwrap();
@@ -240,7 +310,7 @@ mod tests {
                 "thinking",
             ),
         ] {
-            match additional_fields(&request(extra), model, &mut sampling(None)) {
+            match additional_fields(&request(extra), model, &mut sampling(None), false) {
                 Err(ApiError::InvalidRequest {
                     param: Some(found), ..
                 }) => assert_eq!(found, param),
@@ -256,6 +326,7 @@ mod tests {
             &request(json!({"reasoning_effort": "high"})),
             "us.amazon.nova-2-lite-v1:0",
             &mut adjusted,
+            false,
         )
         .unwrap()
         .unwrap();
@@ -270,6 +341,7 @@ mod tests {
             &request(json!({"reasoning_effort": "minimal"})),
             "openai.gpt-oss-20b-1:0",
             &mut sampling(None),
+            false,
         )
         .unwrap()
         .unwrap();
@@ -280,7 +352,8 @@ mod tests {
             additional_fields(
                 &request(json!({"reasoning_effort": "high"})),
                 "anthropic.claude-3-5-sonnet-20240620-v1:0",
-                &mut untouched
+                &mut untouched,
+                false
             )
             .unwrap()
             .is_none()
@@ -290,7 +363,8 @@ mod tests {
             additional_fields(
                 &request(json!({"reasoning_effort": "none"})),
                 "anthropic.claude-3-7-sonnet-20250219-v1:0",
-                &mut sampling(None)
+                &mut sampling(None),
+                false
             )
             .unwrap()
             .is_none()
@@ -299,7 +373,8 @@ mod tests {
             additional_fields(
                 &request(json!({})),
                 "openai.gpt-oss-20b-1:0",
-                &mut sampling(None)
+                &mut sampling(None),
+                false
             )
             .unwrap()
             .is_none()

@@ -150,7 +150,12 @@ pub fn to_converse_input(
         insert_cache_points(&mut system, &mut messages)?;
     }
     let mut sampling = Sampling::from_request(request)?;
-    let additional_fields = reasoning::additional_fields(request, bedrock_model_id, &mut sampling)?;
+    let forced_tool_choice = tool_config
+        .as_ref()
+        .and_then(|config| config.tool_choice())
+        .is_some_and(|choice| !choice.is_auto());
+    let additional_fields =
+        reasoning::additional_fields(request, bedrock_model_id, &mut sampling, forced_tool_choice)?;
     Ok(ConverseInput {
         system,
         messages,
@@ -359,7 +364,8 @@ const METADATA_MAX_CHARS: usize = 256;
 fn metadata_safe(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c.is_whitespace() || ":_@$#=/+,-.".contains(c) {
+            // Bedrock's pattern uses `\s`, which it applies to ASCII only.
+            if c.is_ascii_alphanumeric() || c.is_ascii_whitespace() || ":_@$#=/+,-.".contains(c) {
                 c
             } else {
                 '_'
@@ -792,6 +798,7 @@ mod tests {
             metadata.insert(format!("k{index:02}"), json!(index));
         }
         metadata.insert("weird<key>".into(), json!("v\u{1F600}".repeat(200)));
+        metadata.insert("note".into(), json!("a\u{2003}b"));
         let request = parse(
             json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
             "user": "alice@example.com", "metadata": metadata}),
@@ -800,6 +807,11 @@ mod tests {
         assert_eq!(found.len(), 16);
         assert_eq!(found["user"], "alice@example.com");
         assert_eq!(found["k00"], "0");
+        assert!(
+            found
+                .values()
+                .all(|value| value.chars().all(|c| c.is_ascii()))
+        );
         assert!(found.keys().all(|key| !key.is_empty() && key.len() <= 256));
         assert!(found.values().all(|value| value.chars().count() <= 256));
         let plain = parse(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));

@@ -79,7 +79,14 @@ fn tool_specification(definition: &ToolDefinition, index: usize) -> Result<Tool,
         ));
     }
     let schema = match &definition.function.parameters {
-        Some(parameters @ Value::Object(_)) => parameters.clone(),
+        // Bedrock's tool schemas must say they describe an object.
+        Some(Value::Object(fields)) => {
+            let mut fields = fields.clone();
+            fields
+                .entry("type")
+                .or_insert_with(|| Value::String("object".to_owned()));
+            Value::Object(fields)
+        }
         None | Some(Value::Null) => serde_json::json!({"type": "object", "properties": {}}),
         Some(_) => {
             return Err(ApiError::invalid(
@@ -206,6 +213,30 @@ mod tests {
         let schema = document_to_json(specs[1].input_schema().unwrap().as_json().unwrap());
         assert_eq!(schema, json!({"type": "object", "properties": {}}));
         assert!(config.tool_choice().unwrap().is_auto());
+    }
+
+    #[test]
+    fn schemas_without_a_type_are_objects() {
+        let config = tool_configuration(
+            &tools(json!([
+                {"type": "function", "function": {"name": "a", "parameters": {}}},
+                {"type": "function", "function": {"name": "b", "parameters": {"properties": {"q": {"type": "string"}}}}}
+            ])),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        for tool in config.tools() {
+            let schema = document_to_json(
+                tool.as_tool_spec()
+                    .unwrap()
+                    .input_schema()
+                    .unwrap()
+                    .as_json()
+                    .unwrap(),
+            );
+            assert_eq!(schema["type"], "object");
+        }
     }
 
     #[test]
