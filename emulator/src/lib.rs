@@ -235,6 +235,7 @@ impl RunningEmulator {
                 .default_service(web::to(server::handle))
         })
         .workers(workers)
+        .on_connect(disable_nagle)
         .backlog(8192)
         .max_connections(100_000)
         .disable_signals()
@@ -290,5 +291,13 @@ impl Drop for RunningEmulator {
             // The stop command is sent eagerly; the returned future only waits for completion.
             drop(self.handle.stop(false));
         }
+    }
+}
+
+/// Small frames (stream events, SSE chunks) must leave at once: Nagle's
+/// algorithm against a delayed ACK would hold them for ~40 ms.
+fn disable_nagle(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = stream.set_nodelay(true);
     }
 }

@@ -163,6 +163,13 @@ pub struct OpenWebUiSpec {
     /// inside the Open WebUI pod, listening on localhost.
     #[serde(default)]
     pub mode: WiringMode,
+    /// Open WebUI copies its connection settings from the environment into
+    /// its database on the first start and ignores the environment after
+    /// that. `true` sets `ENABLE_PERSISTENT_CONFIG=False` so the wired
+    /// connection also appears on an existing install, at the price that
+    /// settings changed in the admin UI then last only until the next restart.
+    #[serde(default)]
+    pub env_overrides_database: bool,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]

@@ -17,6 +17,7 @@ pub const URLS_VAR: &str = "OPENAI_API_BASE_URLS";
 pub const KEYS_VAR: &str = "OPENAI_API_KEYS";
 const SINGLE_URL_VAR: &str = "OPENAI_API_BASE_URL";
 const SINGLE_KEY_VAR: &str = "OPENAI_API_KEY";
+pub const PERSISTENT_CONFIG_VAR: &str = "ENABLE_PERSISTENT_CONFIG";
 /// Annotation (on the workload, not its pod template) recording what a gateway added.
 pub const WIRING_ANNOTATION_PREFIX: &str = "bedrock-gateway.io/wiring.";
 
@@ -42,6 +43,9 @@ pub struct WiringRecord {
     pub key_var: String,
     pub created_urls: bool,
     pub created_keys: bool,
+    /// The gateway set `ENABLE_PERSISTENT_CONFIG=False`.
+    #[serde(default)]
+    pub set_persistent_config: bool,
 }
 
 pub fn annotation_key(gateway: &BedrockGateway) -> String {
@@ -195,12 +199,22 @@ pub fn wire_env(
         Some(var) => *var = secret_env(key_var, secret, secret_key),
         None => env.push(secret_env(key_var, secret, secret_key)),
     }
-    env.retain(|var| var.name != KEYS_VAR);
-    env.push(EnvVar {
-        name: KEYS_VAR.to_owned(),
-        value: Some(keys.join(";")),
-        ..EnvVar::default()
-    });
+    // `$(VAR)` only sees variables defined earlier: the keys list must come
+    // after the key variable; it is moved only when it does not.
+    let key_position = env.iter().position(|var| var.name == key_var);
+    let keys_position = env.iter().position(|var| var.name == KEYS_VAR);
+    let keys_value = keys.join(";");
+    match (key_position, keys_position) {
+        (Some(key), Some(list)) if list > key => set_value(env, KEYS_VAR, keys_value),
+        _ => {
+            env.retain(|var| var.name != KEYS_VAR);
+            env.push(EnvVar {
+                name: KEYS_VAR.to_owned(),
+                value: Some(keys_value),
+                ..EnvVar::default()
+            });
+        }
+    }
     // A list is the gateway's own if it did not exist before the gateway wrote it.
     let created_urls = !had_urls || previous.is_some_and(|record| record.created_urls);
     let created_keys = !had_keys || previous.is_some_and(|record| record.created_keys);
@@ -210,6 +224,9 @@ pub fn wire_env(
 /// Removes exactly what `wire_env` added.
 pub fn unwire_env(container: &mut Container, record: &WiringRecord) -> Result<(), WiringError> {
     let env = container.env.get_or_insert_with(Vec::new);
+    if record.set_persistent_config {
+        env.retain(|var| var.name != PERSISTENT_CONFIG_VAR);
+    }
     let (urls, keys, _, _) = lists_without(env, &record.url)?;
     env.retain(|var| var.name != record.key_var);
     if urls.is_empty() && record.created_urls {
@@ -262,6 +279,13 @@ pub fn wire(
         &secret_key,
         previous,
     )?;
+    let had_override = previous.is_some_and(|record| record.set_persistent_config);
+    let env = container.env.get_or_insert_with(Vec::new);
+    if spec.env_overrides_database {
+        set_value(env, PERSISTENT_CONFIG_VAR, "False".to_owned());
+    } else if had_override {
+        env.retain(|var| var.name != PERSISTENT_CONFIG_VAR);
+    }
     Ok(WiringRecord {
         mode: spec.mode,
         container: container.name.clone(),
@@ -269,6 +293,7 @@ pub fn wire(
         key_var,
         created_urls,
         created_keys,
+        set_persistent_config: spec.env_overrides_database,
     })
 }
 
@@ -332,6 +357,7 @@ mod tests {
                         ..WorkloadRef::default()
                     },
                     mode,
+                    env_overrides_database: false,
                 }),
                 ..BedrockGatewaySpec::default()
             },
@@ -524,6 +550,45 @@ mod tests {
         let once = template.clone();
         wire(&mut template, &gateway, "registry/proxy:1", Some(&record)).unwrap();
         assert_eq!(template, once);
+        unwire(&mut template, &gateway, &record).unwrap();
+        assert_eq!(template, original);
+    }
+
+    #[test]
+    fn the_database_override_is_opt_in_and_removed_with_the_gateway() {
+        let mut gateway = gateway(WiringMode::Env);
+        gateway
+            .spec
+            .open_web_ui
+            .as_mut()
+            .unwrap()
+            .env_overrides_database = true;
+        let original = pod(vec![var("WEBUI_NAME", "x")]);
+        let mut template = original.clone();
+        let record = wire(&mut template, &gateway, "img", None).unwrap();
+        assert_eq!(
+            value(&template, PERSISTENT_CONFIG_VAR).as_deref(),
+            Some("False")
+        );
+        gateway
+            .spec
+            .open_web_ui
+            .as_mut()
+            .unwrap()
+            .env_overrides_database = false;
+        let record = wire(&mut template, &gateway, "img", Some(&record)).unwrap();
+        assert_eq!(
+            value(&template, PERSISTENT_CONFIG_VAR),
+            None,
+            "turning it off removes it"
+        );
+        gateway
+            .spec
+            .open_web_ui
+            .as_mut()
+            .unwrap()
+            .env_overrides_database = true;
+        let record = wire(&mut template, &gateway, "img", Some(&record)).unwrap();
         unwire(&mut template, &gateway, &record).unwrap();
         assert_eq!(template, original);
     }

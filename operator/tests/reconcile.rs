@@ -365,6 +365,28 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
     })
     .await;
     assert_eq!(ready.status.unwrap().ready_replicas, 1);
+    let reasons = eventually("events record the transitions", || async {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(client.clone(), &namespace);
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|event| {
+                event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("team")
+            })
+            .filter_map(|event| event.reason)
+            .collect();
+        (reasons.iter().any(|r| r == "Wired") && reasons.iter().any(|r| r == "Ready"))
+            .then_some(reasons)
+    })
+    .await;
+    assert!(
+        !reasons.iter().any(|r| r == "NotReady"),
+        "{reasons:?}: no NotReady before the first Ready"
+    );
 
     // A change to the gateway reconciles again: nothing about Open WebUI changes
     // (no rollout) and the generated key is kept.

@@ -45,6 +45,7 @@ pub fn start(
             .configure(routes::configure)
     })
     .disable_signals()
+    .on_connect(disable_nagle)
     .shutdown_timeout(config.shutdown_grace_seconds)
     .max_connection_rate(1024)
     .backlog(4096)
@@ -183,4 +184,12 @@ pub async fn run(config: Config) -> io::Result<()> {
     gateway.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Small frames (stream events, SSE chunks) must leave at once: Nagle's
+/// algorithm against a delayed ACK would hold them for ~40 ms.
+fn disable_nagle(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = stream.set_nodelay(true);
+    }
 }
