@@ -807,11 +807,7 @@ mod tests {
         assert_eq!(found.len(), 16);
         assert_eq!(found["user"], "alice@example.com");
         assert_eq!(found["k00"], "0");
-        assert!(
-            found
-                .values()
-                .all(|value| value.chars().all(|c| c.is_ascii()))
-        );
+        assert!(found.values().all(|value| value.is_ascii()));
         assert!(found.keys().all(|key| !key.is_empty() && key.len() <= 256));
         assert!(found.values().all(|value| value.chars().count() <= 256));
         let plain = parse(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));
