@@ -1,4 +1,4 @@
-.PHONY: demo test bench fmt
+.PHONY: demo test bench bench-operator fmt test-chart test-images crds
 
 ## Run the gateway locally against the Bedrock emulator and show a real completion.
 demo:
@@ -12,5 +12,21 @@ test:
 bench:
 	scripts/bench.sh
 
+## Create 1,000 BedrockGateways on the local API server; write bench/operator-results.md.
+bench-operator:
+	scripts/bench-operator.sh
+
 fmt:
 	cargo fmt --all
+
+## Helm chart checks only: lint, template, server-side dry-run, operator under the chart's RBAC.
+test-chart:
+	scripts/test-chart.sh
+
+## Dockerfile checks, with the release builds the Dockerfiles run.
+test-images:
+	scripts/test-images.sh --release-build
+
+## Regenerate crds/ and the chart's copy from the Rust types.
+crds:
+	scripts/generate-crds.sh

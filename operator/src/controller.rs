@@ -47,6 +47,8 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// Consecutive failures per gateway, for the retry backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, u32>>,
 }
 
 impl Context {
@@ -68,6 +70,7 @@ impl Context {
             settings,
             metrics,
             recorder,
+            failures: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -447,6 +450,7 @@ pub async fn reconcile(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
     let namespace = gateway
         .namespace()
         .ok_or_else(|| Error::Invalid("BedrockGateway without a namespace".into()))?;
+    let name = gateway.name_any();
     let api: Api<BedrockGateway> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, FINALIZER, gateway, |event| async {
         match event {
@@ -456,6 +460,11 @@ pub async fn reconcile(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
     })
     .await
     .map_err(|error| Error::Finalizer(Box::new(error)));
+    if result.is_ok()
+        && let Ok(mut failures) = ctx.failures.lock()
+    {
+        failures.remove(&ObjectRef::new(&name).within(&namespace));
+    }
     ctx.metrics
         .reconcile_duration
         .with_label_values(&["BedrockGateway"])
@@ -463,18 +472,31 @@ pub async fn reconcile(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
     result
 }
 
-/// Retries with a delay that grows with the consecutive failures of the object.
+/// The retry delay after `failures` consecutive failures: 1 s doubling to 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
+
+/// Retries with a delay that grows with the consecutive failures of the
+/// object; a write conflict (someone else changed it) is retried at once.
 pub fn error_policy(gateway: Arc<BedrockGateway>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .failures
         .with_label_values(&["BedrockGateway", error.metric_label()])
         .inc();
     let conflict = matches!(error, Error::Kube(kube::Error::Api(status)) if status.code == 409);
-    tracing::warn!(gateway = %gateway.name_any(), %error, "reconcile failed");
+    let failures = ctx.failures.lock().map_or(1, |mut failures| {
+        let count = failures
+            .entry(ObjectRef::from_obj(gateway.as_ref()))
+            .or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    });
+    tracing::warn!(gateway = %gateway.name_any(), %error, failures, "reconcile failed");
     Action::requeue(if conflict {
-        Duration::from_millis(500)
+        Duration::from_millis(200)
     } else {
-        Duration::from_secs(5)
+        backoff(failures)
     })
 }
 
@@ -539,4 +561,39 @@ pub async fn run(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let delays: Vec<u64> = [1, 2, 3, 4, 9, 10, 50]
+            .iter()
+            .map(|n| backoff(*n).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 256, 256, 256]);
+        assert_eq!(backoff(0).as_secs(), 1);
+    }
+
+    #[test]
+    fn workloads_point_back_to_the_gateways_wired_into_them() {
+        let mut deployment = Deployment::default();
+        deployment.metadata.namespace = Some("ai".into());
+        deployment.metadata.annotations = Some(
+            [
+                (
+                    "bedrock-gateway.io/wiring.team-a".to_owned(),
+                    "{}".to_owned(),
+                ),
+                ("unrelated".to_owned(), "x".to_owned()),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            gateways_wired_into(&deployment),
+            vec![ObjectRef::new("team-a").within("ai")]
+        );
+    }
 }

@@ -14,37 +14,12 @@ use bedrock_gateway_operator::metrics::Metrics;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use support::ControlPlane;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_yaml::from_str(include_str!(
-        "../../crds/bedrockgateways.bedrock-gateway.io.yaml"
-    ))
-    .unwrap();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(
-        &crd.name_any(),
-        &PatchParams::apply("bedrock-gateway-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    eventually("the CRD is established", || async {
-        let crd = api.get(&crd.name_any()).await.ok()?;
-        crd.status?
-            .conditions?
-            .iter()
-            .any(|condition| condition.type_ == "Established" && condition.status == "True")
-            .then_some(())
-    })
-    .await;
-}
 
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
@@ -67,7 +42,7 @@ where
 /// Runs the controller for one namespace until the returned sender is
 /// dropped (tests run side by side, each with its own operator).
 async fn start_operator(client: &Client, namespace: &str) -> tokio::sync::oneshot::Sender<()> {
-    install_crd(client).await;
+    ControlPlane::shared().install_crds().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -165,7 +140,7 @@ fn basic_spec() -> Value {
 async fn invalid_specs_are_refused_by_the_api_server() {
     let plane = ControlPlane::shared();
     let client = plane.client().await;
-    install_crd(&client).await;
+    plane.install_crds().await;
     let namespace = plane.fresh_namespace("invalid").await;
     // Invalid specs cannot even be built as typed objects; send them raw.
     let resource = kube::api::ApiResource::erase::<BedrockGateway>(&());

@@ -51,6 +51,42 @@ impl ControlPlane {
         &self.kubeconfig_path
     }
 
+    /// Installs the project's CRDs (from `crds/`) and waits until they are served.
+    pub async fn install_crds(&self) {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        use kube::ResourceExt;
+        use kube::api::{Patch, PatchParams};
+        let crd: CustomResourceDefinition = serde_yaml::from_str(include_str!(
+            "../../../crds/bedrockgateways.bedrock-gateway.io.yaml"
+        ))
+        .unwrap_or_else(|error| panic!("crds/ does not parse: {error}"));
+        let api: kube::Api<CustomResourceDefinition> = kube::Api::all(self.client().await);
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply("bedrock-gateway-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("cannot install the CRD: {error}"));
+        for _ in 0..300 {
+            let established = api
+                .get(&crd.name_any())
+                .await
+                .ok()
+                .and_then(|crd| crd.status)
+                .is_some_and(|status| {
+                    status.conditions.iter().flatten().any(|condition| {
+                        condition.type_ == "Established" && condition.status == "True"
+                    })
+                });
+            if established {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the CRD was not established within 30 s");
+    }
+
     /// Creates a namespace no other test uses, named `<prefix>-<random>`.
     pub async fn fresh_namespace(&self, prefix: &str) -> String {
         let name = unique_namespace_name(prefix);
