@@ -500,15 +500,28 @@ pub fn error_policy(gateway: Arc<BedrockGateway>, error: &Error, ctx: Arc<Contex
     })
 }
 
-/// Gateways whose wiring annotation sits on this workload.
-fn gateways_wired_into<K: Resource>(workload: &K) -> Vec<ObjectRef<BedrockGateway>> {
+/// Gateways a Deployment or StatefulSet matters to: the one owning it (a
+/// proxy Deployment) and those whose wiring annotation sits on it (an Open
+/// WebUI workload). One watch serves both, so each object is cached once.
+fn gateways_concerned_with<K: Resource>(workload: &K) -> Vec<ObjectRef<BedrockGateway>> {
     let namespace = workload.meta().namespace.clone().unwrap_or_default();
-    workload
+    let owners = workload
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|owner| {
+            owner.kind == "BedrockGateway" && owner.api_version.starts_with(crate::crd::GROUP)
+        })
+        .map(|owner| owner.name.as_str());
+    let wired = workload
         .meta()
         .annotations
         .iter()
         .flatten()
-        .filter_map(|(key, _)| key.strip_prefix(WIRING_ANNOTATION_PREFIX))
+        .filter_map(|(key, _)| key.strip_prefix(WIRING_ANNOTATION_PREFIX));
+    owners
+        .chain(wired)
         .map(|name| ObjectRef::new(name).within(&namespace))
         .collect()
 }
@@ -536,7 +549,6 @@ pub async fn run(
         scoped::<BedrockGateway>(&client, namespace),
         watcher::Config::default(),
     )
-    .owns(scoped::<Deployment>(&client, namespace), managed.clone())
     .owns(scoped::<Service>(&client, namespace), managed.clone())
     .owns(scoped::<Secret>(&client, namespace), managed.clone())
     .owns(
@@ -546,12 +558,12 @@ pub async fn run(
     .watches(
         scoped::<Deployment>(&client, namespace),
         watcher::Config::default(),
-        |deployment| gateways_wired_into(&deployment),
+        |deployment| gateways_concerned_with(&deployment),
     )
     .watches(
         scoped::<StatefulSet>(&client, namespace),
         watcher::Config::default(),
-        |set| gateways_wired_into(&set),
+        |set| gateways_concerned_with(&set),
     )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
@@ -578,7 +590,7 @@ mod tests {
     }
 
     #[test]
-    fn workloads_point_back_to_the_gateways_wired_into_them() {
+    fn workloads_point_back_to_their_owner_and_the_gateways_wired_into_them() {
         let mut deployment = Deployment::default();
         deployment.metadata.namespace = Some("ai".into());
         deployment.metadata.annotations = Some(
@@ -592,8 +604,28 @@ mod tests {
             .into(),
         );
         assert_eq!(
-            gateways_wired_into(&deployment),
+            gateways_concerned_with(&deployment),
             vec![ObjectRef::new("team-a").within("ai")]
+        );
+        let owner = |api_version: &str, kind: &str, name: &str| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: name.into(),
+                uid: "u".into(),
+                ..Default::default()
+            }
+        };
+        deployment.metadata.owner_references = Some(vec![
+            owner("bedrock-gateway.io/v1alpha1", "BedrockGateway", "owner"),
+            owner("apps/v1", "ReplicaSet", "other"),
+        ]);
+        assert_eq!(
+            gateways_concerned_with(&deployment),
+            vec![
+                ObjectRef::new("owner").within("ai"),
+                ObjectRef::new("team-a").within("ai")
+            ]
         );
     }
 }

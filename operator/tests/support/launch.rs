@@ -67,7 +67,7 @@ pub fn launch(binaries: &Binaries) -> Result<Launched, String> {
             format!("--cert-dir={}", cert_dir.display()),
             format!("--token-auth-file={}", token_file.display()),
             "--authorization-mode=RBAC".to_string(),
-            "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+            "--service-cluster-ip-range=10.0.0.0/16".to_string(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
             format!("--service-account-key-file={}", signing_key.display()),
             format!(
