@@ -2,11 +2,13 @@
 # Load benchmark of the gateway against the Bedrock emulator: builds release binaries, starts
 # the emulator and the gateway on loopback, runs bedrock-gateway-bench (a separate process)
 # and writes bench/results.md. Extra arguments go to bedrock-gateway-bench, e.g.
-#   scripts/bench.sh --rate 2000 --duration-seconds 5
+#   scripts/bench.sh --rates 2000 --duration-seconds 5
 #   scripts/bench.sh --phases memory --stream-levels 500,5000
 # Environment:
 #   BENCH_PIN=1   pin the gateway to the last CPU, the emulator and the load generator to the
 #                 others (needs taskset and at least 2 CPUs)
+#   BENCH_NICE=-10  run the three processes at that nice level, so that other work on a shared
+#                 machine disturbs the figures less (negative values need root)
 #   BENCH_EMULATOR_PORT, BENCH_API_PORT, BENCH_METRICS_PORT   loopback ports (14599, 18080, 19090)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -45,20 +47,26 @@ cargo build --release --locked -p bedrock-gateway-proxy -p bedrock-emulator -p b
 BIN="$CARGO_TARGET_DIR/release"
 
 CPUS="$(nproc)"
-PIN_GATEWAY=()
-PIN_OTHERS=()
+LAUNCH_GATEWAY=()
+LAUNCH_OTHERS=()
 PLACEMENT="the emulator, the gateway and the load generator share all $CPUS CPUs (no pinning)"
 if [[ "${BENCH_PIN:-0}" == "1" ]]; then
   require taskset "Install util-linux, or run without BENCH_PIN=1."
   ((CPUS >= 2)) || fail "BENCH_PIN=1 needs at least 2 CPUs"
   LAST=$((CPUS - 1))
-  PIN_GATEWAY=(taskset -c "$LAST")
-  PIN_OTHERS=(taskset -c "0-$((LAST - 1))")
+  LAUNCH_GATEWAY=(taskset -c "$LAST")
+  LAUNCH_OTHERS=(taskset -c "0-$((LAST - 1))")
   PLACEMENT="gateway pinned to CPU $LAST; emulator and load generator pinned to CPUs 0-$((LAST - 1)) (taskset)"
+fi
+if [[ -n "${BENCH_NICE:-}" ]]; then
+  nice -n "$BENCH_NICE" true 2>/dev/null || fail "cannot run at nice level $BENCH_NICE"
+  LAUNCH_GATEWAY=(nice -n "$BENCH_NICE" "${LAUNCH_GATEWAY[@]}")
+  LAUNCH_OTHERS=(nice -n "$BENCH_NICE" "${LAUNCH_OTHERS[@]}")
+  PLACEMENT="$PLACEMENT; all three at nice $BENCH_NICE"
 fi
 
 step "Starting the Bedrock emulator on 127.0.0.1:$EMULATOR_PORT"
-env -u BEDROCK_EMULATOR_LOG RUST_LOG=warn "${PIN_OTHERS[@]}" "$BIN/bedrock-emulator" \
+env -u BEDROCK_EMULATOR_LOG RUST_LOG=warn "${LAUNCH_OTHERS[@]}" "$BIN/bedrock-emulator" \
   --listen "127.0.0.1:$EMULATOR_PORT" --workers "$CPUS" --log-format json \
   --access-key-id "$ACCESS_KEY_ID" --secret-access-key "$SECRET_ACCESS_KEY" --region "$REGION" \
   > "$WORK/emulator.log" 2>&1 &
@@ -77,7 +85,7 @@ printf '%s\n' "$API_KEY" > "$WORK/api-keys"
 env AWS_ACCESS_KEY_ID="$ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$SECRET_ACCESS_KEY" \
   AWS_REGION="$REGION" AWS_ENDPOINT_URL="http://127.0.0.1:$EMULATOR_PORT" \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
-  RUST_LOG=warn "${PIN_GATEWAY[@]}" "$BIN/bedrock-gateway-proxy" \
+  RUST_LOG=warn "${LAUNCH_GATEWAY[@]}" "$BIN/bedrock-gateway-proxy" \
   --listen "127.0.0.1:$API_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --api-keys-file "$WORK/api-keys" --log-format json \
   > "$WORK/gateway.log" 2>&1 &
@@ -100,14 +108,17 @@ BENCH_ARGS=(
 )
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 step "Running bedrock-gateway-bench (a few minutes)"
-BEDROCK_GATEWAY_BENCH_API_KEY="$API_KEY" "${PIN_OTHERS[@]}" "$BIN/bedrock-gateway-bench" "${BENCH_ARGS[@]}" > /dev/null \
+BEDROCK_GATEWAY_BENCH_API_KEY="$API_KEY" "${LAUNCH_OTHERS[@]}" "$BIN/bedrock-gateway-bench" "${BENCH_ARGS[@]}" > /dev/null \
   || { tail -n 20 "$WORK/gateway.log" "$WORK/emulator.log"; fail "the benchmark failed"; }
 
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git status --porcelain 2>/dev/null)" ]] && COMMIT="$COMMIT (with uncommitted changes)"
 CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 MEMORY="$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
-BENCH_COMMAND="$(printf '%q ' "${PIN_OTHERS[@]}" bedrock-gateway-bench "${BENCH_ARGS[@]}")"
+SCRIPT_COMMAND="scripts/bench.sh${*:+ $*}"
+[[ -n "${BENCH_NICE:-}" ]] && SCRIPT_COMMAND="BENCH_NICE=$BENCH_NICE $SCRIPT_COMMAND"
+[[ "${BENCH_PIN:-0}" == "1" ]] && SCRIPT_COMMAND="BENCH_PIN=1 $SCRIPT_COMMAND"
+BENCH_COMMAND="$(printf '%q ' "${LAUNCH_OTHERS[@]}" bedrock-gateway-bench "${BENCH_ARGS[@]}")"
 BENCH_COMMAND="${BENCH_COMMAND//"$WORK"/\$WORK}"
 {
   echo "# Benchmark results"
@@ -123,7 +134,7 @@ BENCH_COMMAND="${BENCH_COMMAND//"$WORK"/\$WORK}"
   echo "| Servers | emulator and gateway release builds, $CPUS HTTP workers each, \`RUST_LOG=warn\`, JSON logs |"
   echo "| Open files | \`ulimit -n\` $OPEN_FILES (hard limit $OPEN_FILES_HARD) |"
   echo "| Load average before the run | $LOAD_BEFORE (1, 5, 15 min; the \`whole machine\` CPU column shows any competition during the run) |"
-  echo "| Command | \`scripts/bench.sh${*:+ $*}\` |"
+  echo "| Command | \`$SCRIPT_COMMAND\` |"
   echo "| Load generator | \`${BENCH_COMMAND% }\` |"
   echo
   cat "$WORK/figures.md"

@@ -58,13 +58,14 @@ pub struct Args {
     #[arg(long, default_value_t = 2.0)]
     pub warmup_seconds: f64,
 
-    /// Offered rate of the open-loop run, requests per second.
-    #[arg(long, default_value_t = 5000.0)]
-    pub rate: f64,
+    /// Offered rates of the open-loop runs, requests per second, in order; the latency
+    /// target is judged at the first.
+    #[arg(long, value_delimiter = ',', default_values_t = [5000.0, 2500.0])]
+    pub rates: Vec<f64>,
     /// Keep-alive connections of the open-loop run.
     #[arg(long, default_value_t = 256)]
     pub connections: usize,
-    /// Measured length of the open-loop run, in seconds.
+    /// Measured length of each open-loop run, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub duration_seconds: f64,
     /// Connections of the closed-loop (maximum throughput) run, each sending back to back.
@@ -110,7 +111,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_run() {
         let args = Args::try_parse_from(["bench", "--api-key", "k"]).unwrap();
-        assert_eq!(args.rate, 5000.0);
+        assert_eq!(args.rates, [5000.0, 2500.0]);
         assert_eq!(args.duration_seconds, 10.0);
         assert_eq!(args.stream_levels, [1000, 10000]);
         assert_eq!(

@@ -46,7 +46,7 @@ fn load_row(out: &mut String, path: &str, outcome: &LoadOutcome) {
     );
 }
 
-fn error_notes(out: &mut String, cases: &[(&str, &Option<String>)]) {
+fn error_notes(out: &mut String, cases: &[(String, &Option<String>)]) {
     for (path, first_error) in cases {
         if let Some(error) = first_error {
             let _ = writeln!(out, "\nFirst error ({path}): `{error}`");
@@ -61,21 +61,26 @@ fn unary_section(out: &mut String, unary: &UnaryResults) {
     let _ = writeln!(out, "### Non-streaming Converse, open loop\n");
     let _ = writeln!(
         out,
-        "{} req/s offered for {} s (after {} s of warm-up) over {} keep-alive connections.\n",
-        rate(unary.rate),
+        "Each offered rate for {} s (after {} s of warm-up) over {} keep-alive connections.\n",
         unary.duration.as_secs_f64(),
         unary.warmup.as_secs_f64(),
         thousands(unary.connections as u64)
     );
-    let _ = writeln!(out, "| Path | Achieved req/s | {LATENCY_HEADER} | Errors |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-    load_row(out, DIRECT_UNARY, &unary.open_direct);
-    load_row(out, GATEWAY_UNARY, &unary.open_gateway);
     let _ = writeln!(
         out,
-        "| **Added by the gateway** | | {} | |",
-        difference_cells(unary.open_direct.latency, unary.open_gateway.latency)
+        "| Offered req/s | Path | Achieved req/s | {LATENCY_HEADER} | Errors |"
     );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    for run in &unary.open_runs {
+        let offered = rate(run.rate);
+        load_row(out, &format!("{offered} | {DIRECT_UNARY}"), &run.direct);
+        load_row(out, &format!("{offered} | {GATEWAY_UNARY}"), &run.gateway);
+        let _ = writeln!(
+            out,
+            "| {offered} | **Added by the gateway** | | {} | |",
+            difference_cells(run.direct.latency, run.gateway.latency)
+        );
+    }
 
     let _ = writeln!(
         out,
@@ -91,28 +96,34 @@ fn unary_section(out: &mut String, unary: &UnaryResults) {
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     load_row(out, DIRECT_UNARY, &unary.closed_direct);
     load_row(out, GATEWAY_UNARY, &unary.closed_gateway);
-    cpu_table(
-        out,
-        &[
-            ("Open loop, directly", &unary.open_direct),
-            ("Open loop, through the gateway", &unary.open_gateway),
-            ("Closed loop, directly", &unary.closed_direct),
-            ("Closed loop, through the gateway", &unary.closed_gateway),
-        ],
-    );
-    error_notes(
-        out,
-        &[
-            ("open loop, direct", &unary.open_direct.first_error),
-            ("open loop, gateway", &unary.open_gateway.first_error),
-            ("closed loop, direct", &unary.closed_direct.first_error),
-            ("closed loop, gateway", &unary.closed_gateway.first_error),
-        ],
-    );
+
+    let mut runs: Vec<(String, &LoadOutcome)> = Vec::new();
+    for run in &unary.open_runs {
+        let offered = rate(run.rate);
+        runs.push((
+            format!("Open loop at {offered} req/s, directly"),
+            &run.direct,
+        ));
+        runs.push((
+            format!("Open loop at {offered} req/s, through the gateway"),
+            &run.gateway,
+        ));
+    }
+    runs.push(("Closed loop, directly".to_owned(), &unary.closed_direct));
+    runs.push((
+        "Closed loop, through the gateway".to_owned(),
+        &unary.closed_gateway,
+    ));
+    cpu_table(out, &runs);
+    let errors: Vec<(String, &Option<String>)> = runs
+        .iter()
+        .map(|(run, outcome)| (run.to_lowercase(), &outcome.first_error))
+        .collect();
+    error_notes(out, &errors);
 }
 
 /// CPU each process used in each run: CPUs kept busy, and CPU time per successful reply.
-fn cpu_table(out: &mut String, runs: &[(&str, &LoadOutcome)]) {
+fn cpu_table(out: &mut String, runs: &[(String, &LoadOutcome)]) {
     let mut labels: Vec<&str> = Vec::new();
     for (_, outcome) in runs {
         for share in &outcome.cpu {
@@ -195,8 +206,8 @@ fn first_token_section(out: &mut String, first_token: &FirstTokenResults) {
     error_notes(
         out,
         &[
-            ("direct", &first_token.direct.first_error),
-            ("gateway", &first_token.gateway.first_error),
+            ("direct".to_owned(), &first_token.direct.first_error),
+            ("gateway".to_owned(), &first_token.gateway.first_error),
         ],
     );
 }
@@ -334,7 +345,8 @@ mod tests {
                 Some(expected) => assert_eq!(cells, expected, "in row: {line}"),
             }
         }
-        assert!(markdown.contains("| **Added by the gateway** | | **+0.400** |"));
+        assert!(markdown.contains("| 5,000 | **Added by the gateway** | | **+0.400** |"));
+        assert!(markdown.contains("| 2,500 | **Added by the gateway** | | **+0.250** |"));
         assert!(markdown.contains("### Targets"));
     }
 }

@@ -7,14 +7,21 @@ use crate::held_streams::HoldOutcome;
 use crate::load::LoadOutcome;
 use crate::procfs::MemoryReading;
 
+/// Both paths at one offered rate.
+#[derive(Debug, Clone)]
+pub struct OpenLoopRun {
+    pub rate: f64,
+    pub direct: LoadOutcome,
+    pub gateway: LoadOutcome,
+}
+
 #[derive(Debug, Clone)]
 pub struct UnaryResults {
-    pub rate: f64,
     pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
-    pub open_direct: LoadOutcome,
-    pub open_gateway: LoadOutcome,
+    /// In the order the rates were given; the first is the one the target is judged at.
+    pub open_runs: Vec<OpenLoopRun>,
     pub closed_connections: usize,
     pub closed_duration: Duration,
     pub closed_direct: LoadOutcome,

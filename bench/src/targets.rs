@@ -43,10 +43,11 @@ pub struct TargetRow {
 }
 
 fn added_latency(unary: &UnaryResults) -> Option<TargetRow> {
-    let direct = unary.open_direct.latency?;
-    let gateway = unary.open_gateway.latency?;
+    let run = unary.open_runs.first()?;
+    let direct = run.direct.latency?;
+    let gateway = run.gateway.latency?;
     let added_p99 = difference_ms(gateway.p99, direct.p99);
-    let errors = unary.open_gateway.errors + unary.open_direct.errors;
+    let errors = run.gateway.errors + run.direct.errors;
     let mut measured = format!(
         "{} ms (p50 {} ms)",
         signed_ms(added_p99),
@@ -58,7 +59,7 @@ fn added_latency(unary: &UnaryResults) -> Option<TargetRow> {
     Some(TargetRow {
         target: format!(
             "p99 added latency < {ADDED_P99_LIMIT_MS} ms at {} req/s (non-streaming)",
-            thousands(unary.rate.round() as u64)
+            thousands(run.rate.round() as u64)
         ),
         measured,
         verdict: Verdict::of(added_p99 < ADDED_P99_LIMIT_MS && errors == 0),
@@ -169,7 +170,7 @@ pub(crate) mod tests {
     use crate::held_streams::HoldOutcome;
     use crate::load::LoadOutcome;
     use crate::procfs::MemoryReading;
-    use crate::results::LevelResult;
+    use crate::results::{LevelResult, OpenLoopRun};
     use crate::stats::LatencySummary;
 
     fn latency(p50_us: u64, p99_us: u64) -> Option<LatencySummary> {
@@ -216,12 +217,21 @@ pub(crate) mod tests {
     pub(crate) fn sample_results(levels: Vec<LevelResult>) -> Results {
         Results {
             unary: Some(UnaryResults {
-                rate: 5000.0,
                 connections: 256,
                 warmup: Duration::from_secs(2),
                 duration: Duration::from_secs(10),
-                open_direct: load(300, 800),
-                open_gateway: load(700, 1500),
+                open_runs: vec![
+                    OpenLoopRun {
+                        rate: 5000.0,
+                        direct: load(300, 800),
+                        gateway: load(700, 1500),
+                    },
+                    OpenLoopRun {
+                        rate: 2500.0,
+                        direct: load(250, 600),
+                        gateway: load(500, 900),
+                    },
+                ],
                 closed_connections: 64,
                 closed_duration: Duration::from_secs(5),
                 closed_direct: load(1000, 3000),

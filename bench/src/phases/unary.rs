@@ -8,7 +8,7 @@ use crate::figures::{ms, rate, thousands};
 use crate::load::{self, ClosedLoopPlan, LoadOutcome, OpenLoopPlan};
 use crate::paths::Paths;
 use crate::phases::{SETTLE, progress};
-use crate::results::UnaryResults;
+use crate::results::{OpenLoopRun, UnaryResults};
 
 fn report_load(label: &str, outcome: &LoadOutcome) {
     let latency = outcome
@@ -61,40 +61,48 @@ fn watched_processes(args: &Args) -> Vec<Watched> {
 }
 pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
     let watched = watched_processes(args);
-    let open = OpenLoopPlan {
-        rate: args.rate,
-        connections: args.connections,
-        warmup: seconds(args.warmup_seconds),
-        duration: seconds(args.duration_seconds),
-    };
     let closed = ClosedLoopPlan {
         connections: args.closed_connections,
         warmup: seconds(args.warmup_seconds),
         duration: seconds(args.closed_seconds),
     };
-    progress(&format!(
-        "open loop at {} req/s over {} connections",
-        rate(open.rate),
-        open.connections
-    ));
-    let open_direct = load::open_loop(
-        &paths.emulator,
-        Arc::clone(&paths.direct_unary),
-        open,
-        &watched,
-    )
-    .await;
-    report_load("direct", &open_direct);
-    tokio::time::sleep(SETTLE).await;
-    let open_gateway = load::open_loop(
-        &paths.gateway,
-        Arc::clone(&paths.gateway_unary),
-        open,
-        &watched,
-    )
-    .await;
-    report_load("gateway", &open_gateway);
-    tokio::time::sleep(SETTLE).await;
+    let mut open_runs = Vec::new();
+    for &offered in &args.rates {
+        let open = OpenLoopPlan {
+            rate: offered,
+            connections: args.connections,
+            warmup: seconds(args.warmup_seconds),
+            duration: seconds(args.duration_seconds),
+        };
+        progress(&format!(
+            "open loop at {} req/s over {} connections",
+            rate(open.rate),
+            open.connections
+        ));
+        let direct = load::open_loop(
+            &paths.emulator,
+            Arc::clone(&paths.direct_unary),
+            open,
+            &watched,
+        )
+        .await;
+        report_load("direct", &direct);
+        tokio::time::sleep(SETTLE).await;
+        let gateway = load::open_loop(
+            &paths.gateway,
+            Arc::clone(&paths.gateway_unary),
+            open,
+            &watched,
+        )
+        .await;
+        report_load("gateway", &gateway);
+        tokio::time::sleep(SETTLE).await;
+        open_runs.push(OpenLoopRun {
+            rate: offered,
+            direct,
+            gateway,
+        });
+    }
 
     progress(&format!(
         "closed loop over {} connections",
@@ -120,12 +128,10 @@ pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
     tokio::time::sleep(SETTLE).await;
 
     UnaryResults {
-        rate: open.rate,
-        connections: open.connections,
-        warmup: open.warmup,
-        duration: open.duration,
-        open_direct,
-        open_gateway,
+        connections: args.connections,
+        warmup: seconds(args.warmup_seconds),
+        duration: seconds(args.duration_seconds),
+        open_runs,
         closed_connections: closed.connections,
         closed_duration: closed.duration,
         closed_direct,
