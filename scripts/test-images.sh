@@ -65,7 +65,7 @@ done
 echo "   .dockerignore keeps .git and build outputs out of the context"
 
 if ! $RELEASE_BUILD; then
-  echo "   (release builds skipped: pass --release-build or set CI=1 to build as the Dockerfiles do)"
+  echo "   (release builds skipped: pass --release-build or set BEDROCK_GATEWAY_RELEASE_BUILD=1 to build as the Dockerfiles do)"
   exit 0
 fi
 
