@@ -18,6 +18,17 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// The id of the request being served (empty outside the middleware).
+    pub fn of(request: &actix_web::HttpRequest) -> String {
+        request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A client-supplied id is honoured only when it is short and printable, so it
 /// cannot be used to forge log lines.
 pub fn accept_request_id(value: Option<&str>) -> Option<String> {

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use aws_smithy_types::Blob;
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -69,11 +69,7 @@ pub async fn create(
         request.dimensions,
         request.input_type.as_deref(),
     )?;
-    let request_id = http_request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
+    let request_id = RequestId::of(&http_request);
 
     let started = Instant::now();
     let replies: Vec<(Vec<Vec<f32>>, Option<u64>)> = futures_util::stream::iter(bodies)

@@ -95,18 +95,7 @@ pub const KNOWN_MODELS: &[&str] = &[
 ];
 
 pub fn parse_request(body: &[u8]) -> Result<EmbeddingsRequest, ApiError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::invalid(format!("The request body is not valid JSON: {inner}"), None)
-        } else if path == "." {
-            ApiError::invalid(format!("Invalid request body: {inner}"), None)
-        } else {
-            ApiError::invalid(format!("Invalid value for '{path}': {inner}"), Some(&path))
-        }
-    })
+    super::parse_json_body(body)
 }
 
 /// The texts to embed; token arrays are decoded with OpenAI's `cl100k_base`

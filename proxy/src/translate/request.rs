@@ -41,18 +41,7 @@ pub struct TranslationSettings {
 
 /// Parses a request body, naming the offending field on failure.
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::invalid(format!("The request body is not valid JSON: {inner}"), None)
-        } else if path == "." {
-            ApiError::invalid(format!("Invalid request body: {inner}"), None)
-        } else {
-            ApiError::invalid(format!("Invalid value for '{path}': {inner}"), Some(&path))
-        }
-    })
+    super::parse_json_body(body)
 }
 
 /// Validates a parsed request and builds the Converse input for the Bedrock
