@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -132,22 +131,6 @@ impl ApiKeys {
         from_file.content_digest = Some(content_digest);
         tracing::info!(path = %path.display(), keys = from_file.keys.len(), "API keys loaded");
         true
-    }
-
-    /// Polls the key file. Polling (rather than inotify) follows the atomic
-    /// symlink swap the kubelet uses to update mounted Secrets.
-    pub fn spawn_reloader(&self, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
-        self.inner.file.as_ref()?;
-        let keys = self.clone();
-        Some(tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every.max(Duration::from_millis(100)));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                let keys = keys.clone();
-                let _ = tokio::task::spawn_blocking(move || keys.reload()).await;
-            }
-        }))
     }
 }
 

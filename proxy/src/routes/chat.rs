@@ -17,7 +17,7 @@ use crate::error::{ApiError, UpstreamError};
 use crate::metrics::InFlightStream;
 use crate::middleware::RequestId;
 use crate::openai::{ChatCompletionRequest, Usage};
-use crate::routes::read_body;
+use crate::routes::read_api_request;
 use crate::state::AppState;
 use crate::translate::bedrock_error;
 use crate::translate::guardrail::Guardrail;
@@ -30,10 +30,7 @@ pub async fn completions(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state.is_draining() {
-        return Err(ApiError::ShuttingDown);
-    }
-    let body = read_body(&http_request, payload, state.limits.max_body_bytes).await?;
+    let body = read_api_request(&http_request, payload, &state).await?;
     let request = parse_chat_request(&body)?;
     let model = state.catalog.resolve(&request.model).await?;
     let input = to_converse_input(&request, &model.bedrock_id, &state.translation)?;

@@ -9,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::error::ApiError;
 use crate::middleware::RequestId;
 use crate::routes::chat::upstream_failure;
-use crate::routes::read_body;
+use crate::routes::read_api_request;
 use crate::state::AppState;
 use crate::translate::bedrock_error;
 use crate::translate::embeddings::{
@@ -25,10 +25,7 @@ pub async fn create(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if state.is_draining() {
-        return Err(ApiError::ShuttingDown);
-    }
-    let body = read_body(&http_request, payload, state.limits.max_body_bytes).await?;
+    let body = read_api_request(&http_request, payload, &state).await?;
     let request = parse_request(&body)?;
     let bedrock_id = state
         .catalog

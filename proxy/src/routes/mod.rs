@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 
 use crate::error::ApiError;
 use crate::middleware::require_api_key;
+use crate::state::AppState;
 
 /// Prefixes the OpenAI API is served under; `/api/v1` keeps URLs written for
 /// bedrock-access-gateway working.
@@ -63,9 +64,21 @@ async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiErr
     Err(ApiError::MethodNotAllowed(request.method().to_string()))
 }
 
+/// The body of a new API request: refused while draining, limited in size.
+pub async fn read_api_request(
+    http_request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    read_body(http_request, payload, state.limits.max_body_bytes).await
+}
+
 /// Reads the body up to the limit, answering 413 beyond it without reading
 /// (or buffering) the rest.
-pub async fn read_body(
+async fn read_body(
     http_request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
