@@ -68,6 +68,10 @@ pub struct Args {
     /// Measured length of each open-loop run, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub duration_seconds: f64,
+    /// Offered rate of the open-loop run of requests with tools and an image, requests per
+    /// second; the last of `--rates` when not given.
+    #[arg(long)]
+    pub mix_rate: Option<f64>,
     /// Connections of the closed-loop (maximum throughput) run, each sending back to back.
     #[arg(long, default_value_t = 64)]
     pub closed_connections: usize,

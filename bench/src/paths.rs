@@ -7,7 +7,7 @@ use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::phases::progress;
 use crate::preflight::{self, CHAT_COMPLETION_TEXT, CONVERSE_TEXT};
-use crate::requests::{self, Delivery, PreparedRequest};
+use crate::requests::{self, Delivery, Payload, PreparedRequest};
 use crate::signing::AwsSigner;
 use crate::stream_follow::StreamWire;
 
@@ -23,6 +23,9 @@ pub struct Paths {
     pub gateway_unary: Arc<PreparedRequest>,
     pub direct_stream: Arc<PreparedRequest>,
     pub gateway_stream: Arc<PreparedRequest>,
+    /// Non-streaming requests with a few tools and a png besides the prompt.
+    pub direct_mix: Arc<PreparedRequest>,
+    pub gateway_mix: Arc<PreparedRequest>,
 }
 
 impl Paths {
@@ -34,19 +37,28 @@ impl Paths {
             secret_access_key: args.secret_access_key.clone(),
             region: args.region.clone(),
         };
-        let direct = |delivery| {
-            requests::emulator_converse(&emulator, &signer, &args.model, PROMPT, delivery)
+        let direct = |delivery, payload| {
+            requests::emulator_converse(&emulator, &signer, &args.model, PROMPT, delivery, payload)
                 .map(Arc::new)
         };
-        let through_gateway = |delivery| {
-            requests::gateway_chat(&gateway, &args.api_key, &args.model, PROMPT, delivery)
-                .map(Arc::new)
+        let through_gateway = |delivery, payload| {
+            requests::gateway_chat(
+                &gateway,
+                &args.api_key,
+                &args.model,
+                PROMPT,
+                delivery,
+                payload,
+            )
+            .map(Arc::new)
         };
         Ok(Paths {
-            direct_unary: direct(Delivery::Unary)?,
-            direct_stream: direct(Delivery::Streamed)?,
-            gateway_unary: through_gateway(Delivery::Unary)?,
-            gateway_stream: through_gateway(Delivery::Streamed)?,
+            direct_unary: direct(Delivery::Unary, Payload::Text)?,
+            direct_stream: direct(Delivery::Streamed, Payload::Text)?,
+            gateway_unary: through_gateway(Delivery::Unary, Payload::Text)?,
+            gateway_stream: through_gateway(Delivery::Streamed, Payload::Text)?,
+            direct_mix: direct(Delivery::Unary, Payload::ToolsAndImage)?,
+            gateway_mix: through_gateway(Delivery::Unary, Payload::ToolsAndImage)?,
             emulator,
             gateway,
         })
@@ -65,6 +77,20 @@ impl Paths {
             "gateway chat completion",
             &self.gateway,
             &self.gateway_unary,
+            CHAT_COMPLETION_TEXT,
+        )
+        .await?;
+        preflight::check_unary(
+            "emulator Converse with tools and an image",
+            &self.emulator,
+            &self.direct_mix,
+            CONVERSE_TEXT,
+        )
+        .await?;
+        preflight::check_unary(
+            "gateway chat completion with tools and an image",
+            &self.gateway,
+            &self.gateway_mix,
             CHAT_COMPLETION_TEXT,
         )
         .await?;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::figures::{mib_text, ms, rate, signed_ms, thousands};
 use crate::first_token::FirstTokenOutcome;
 use crate::load::LoadOutcome;
-use crate::results::{FirstTokenResults, MemoryResults, Results, UnaryResults};
+use crate::results::{FirstTokenResults, MemoryResults, OpenLoopRun, Results, UnaryResults};
 use crate::stats::{LatencySummary, difference_ms};
 use crate::targets;
 
@@ -56,6 +56,35 @@ fn error_notes(out: &mut String, cases: &[(String, &Option<String>)]) {
 
 const DIRECT_UNARY: &str = "Emulator directly (signed `POST /model/{id}/converse`)";
 const GATEWAY_UNARY: &str = "Through the gateway (`POST /v1/chat/completions`)";
+const DIRECT_MIX: &str = "Emulator directly (Converse with `toolConfig` and an `image` block)";
+const GATEWAY_MIX: &str = "Through the gateway (`tools` and an `image_url` data URL)";
+
+fn mix_section(out: &mut String, unary: &UnaryResults, run: &OpenLoopRun) {
+    let _ = writeln!(
+        out,
+        "\n### Non-streaming Converse with tools and an image, open loop\n"
+    );
+    let _ = writeln!(
+        out,
+        "The same prompt with three tool definitions and a 1x1 png (as a `data:` URL through the \
+         gateway, as image bytes directly), {} s at the offered rate over {} connections.\n",
+        unary.duration.as_secs_f64(),
+        thousands(unary.connections as u64)
+    );
+    let _ = writeln!(
+        out,
+        "| Offered req/s | Path | Achieved req/s | {LATENCY_HEADER} | Errors |"
+    );
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---:|");
+    let offered = rate(run.rate);
+    load_row(out, &format!("{offered} | {DIRECT_MIX}"), &run.direct);
+    load_row(out, &format!("{offered} | {GATEWAY_MIX}"), &run.gateway);
+    let _ = writeln!(
+        out,
+        "| {offered} | **Added by the gateway** | | {} | |",
+        difference_cells(run.direct.latency, run.gateway.latency)
+    );
+}
 
 fn unary_section(out: &mut String, unary: &UnaryResults) {
     let _ = writeln!(out, "### Non-streaming Converse, open loop\n");
@@ -114,6 +143,18 @@ fn unary_section(out: &mut String, unary: &UnaryResults) {
         "Closed loop, through the gateway".to_owned(),
         &unary.closed_gateway,
     ));
+    if let Some(mix) = &unary.mix {
+        mix_section(out, unary, mix);
+        let offered = rate(mix.rate);
+        runs.push((
+            format!("Tools and an image at {offered} req/s, directly"),
+            &mix.direct,
+        ));
+        runs.push((
+            format!("Tools and an image at {offered} req/s, through the gateway"),
+            &mix.gateway,
+        ));
+    }
     cpu_table(out, &runs);
     let errors: Vec<(String, &Option<String>)> = runs
         .iter()
@@ -348,5 +389,10 @@ mod tests {
         assert!(markdown.contains("| 5,000 | **Added by the gateway** | | **+0.400** |"));
         assert!(markdown.contains("| 2,500 | **Added by the gateway** | | **+0.250** |"));
         assert!(markdown.contains("### Targets"));
+        assert!(markdown.contains("### Non-streaming Converse with tools and an image, open loop"));
+        assert!(markdown.contains("| 2,500 | **Added by the gateway** | | **+0.360** |"));
+        let closed = markdown.find("closed loop (maximum throughput)").unwrap();
+        let mix = markdown.find("with tools and an image").unwrap();
+        assert!(closed < mix, "the mix follows the plain runs");
     }
 }

@@ -26,6 +26,8 @@ pub struct UnaryResults {
     pub closed_duration: Duration,
     pub closed_direct: LoadOutcome,
     pub closed_gateway: LoadOutcome,
+    /// The open-loop run of requests with tools and an image.
+    pub mix: Option<OpenLoopRun>,
 }
 
 #[derive(Debug, Clone)]

@@ -236,6 +236,11 @@ pub(crate) mod tests {
                 closed_duration: Duration::from_secs(5),
                 closed_direct: load(1000, 3000),
                 closed_gateway: load(5000, 9000),
+                mix: Some(OpenLoopRun {
+                    rate: 2500.0,
+                    direct: load(280, 700),
+                    gateway: load(640, 1200),
+                }),
             }),
             first_token: Some(FirstTokenResults {
                 concurrency: 8,

@@ -48,13 +48,14 @@ impl Frame {
 
 /// Encodes one frame with string headers.
 ///
-/// Header names longer than 255 bytes or values longer than 65535 bytes are truncated; the
-/// emulator only uses short fixed names, so this never happens in practice.
+/// Header names longer than 255 bytes or values longer than 65535 bytes are truncated at a
+/// character boundary (so the header stays UTF-8); the emulator only uses short fixed names, so
+/// this never happens in practice.
 pub fn encode_frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut header_bytes = Vec::with_capacity(headers.len() * 32);
     for (name, value) in headers {
-        let name = truncate(name.as_bytes(), u8::MAX as usize);
-        let value = truncate(value.as_bytes(), u16::MAX as usize);
+        let name = truncate(name, u8::MAX as usize).as_bytes();
+        let value = truncate(value, u16::MAX as usize).as_bytes();
         header_bytes.push(name.len() as u8);
         header_bytes.extend_from_slice(name);
         header_bytes.push(STRING_TYPE);
@@ -74,8 +75,8 @@ pub fn encode_frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-fn truncate(bytes: &[u8], max: usize) -> &[u8] {
-    &bytes[..bytes.len().min(max)]
+fn truncate(text: &str, max: usize) -> &str {
+    &text[..text.floor_char_boundary(max)]
 }
 
 /// Decodes the first frame in `bytes`, returning it and the number of bytes consumed.

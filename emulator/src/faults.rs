@@ -44,6 +44,27 @@ impl StreamError {
     }
 }
 
+/// Where a scripted connection reset happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetPoint {
+    /// Before any byte of the answer, the status line included.
+    BeforeResponse,
+    /// ConverseStream: after `messageStart` and this many deltas. Converse,
+    /// which answers in one piece, resets before the answer.
+    AfterDeltas(usize),
+}
+
+impl ResetPoint {
+    /// Whether a stream that has sent `events` events, `deltas` of them
+    /// deltas, resets now instead of sending the next one.
+    pub fn is_due(self, events: usize, deltas: usize) -> bool {
+        match self {
+            ResetPoint::BeforeResponse => true,
+            ResetPoint::AfterDeltas(after) => events > 0 && deltas >= after,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Answer this exception instead of a reply.
@@ -62,6 +83,8 @@ pub struct Faults {
     pub tool_calls: Option<usize>,
     /// Let the request's guardrail intervene.
     pub guardrail_intervenes: bool,
+    /// Drop the connection with a TCP reset (RST) at this point.
+    pub reset: Option<ResetPoint>,
 }
 
 /// Removes every directive block from `text` and returns the remaining text and the faults.
@@ -104,9 +127,10 @@ pub fn extract(text: &str) -> Result<(String, Faults), Error> {
                     faults.tool_calls = Some(parse_number(key, value, MAX_TOOL_CALLS)? as usize)
                 }
                 "guardrail" => faults.guardrail_intervenes = parse_guardrail_action(value)?,
+                "reset" => faults.reset = Some(parse_reset_point(value)?),
                 unknown => {
                     return Err(Error::validation(format!(
-                        "Unknown emulator directive '{unknown}'. Supported directives: error, stream-error, after, delay-first, delay-between, words, stop, tool-calls, guardrail."
+                        "Unknown emulator directive '{unknown}'. Supported directives: error, stream-error, after, delay-first, delay-between, words, stop, tool-calls, guardrail, reset."
                     )));
                 }
             }
@@ -169,6 +193,18 @@ fn parse_stop_reason(value: &str) -> Result<String, Error> {
     }
 }
 
+fn parse_reset_point(value: &str) -> Result<ResetPoint, Error> {
+    if value == "before" {
+        return Ok(ResetPoint::BeforeResponse);
+    }
+    match value.parse::<u64>() {
+        Ok(deltas) if deltas <= MAX_WORDS as u64 => Ok(ResetPoint::AfterDeltas(deltas as usize)),
+        _ => Err(Error::validation(format!(
+            "Emulator directive 'reset' needs 'before' or a number of deltas between 0 and {MAX_WORDS}, got '{value}'."
+        ))),
+    }
+}
+
 fn parse_guardrail_action(value: &str) -> Result<bool, Error> {
     match value {
         "intervene" => Ok(true),
@@ -223,6 +259,31 @@ mod tests {
     }
 
     #[test]
+    fn parses_reset_points() {
+        let (text, faults) = extract("cut [[emu:reset=before]]").unwrap();
+        assert_eq!(text, "cut ");
+        assert_eq!(faults.reset, Some(ResetPoint::BeforeResponse));
+        let (_, faults) = extract("[[emu:reset=3 words=10]]").unwrap();
+        assert_eq!(faults.reset, Some(ResetPoint::AfterDeltas(3)));
+        assert_eq!(faults.words, Some(10));
+        assert_eq!(extract("plain").unwrap().1.reset, None);
+    }
+
+    #[test]
+    fn reset_points_fall_due_where_they_say() {
+        assert!(ResetPoint::BeforeResponse.is_due(0, 0));
+        let after_two = ResetPoint::AfterDeltas(2);
+        assert!(!after_two.is_due(0, 0), "messageStart always goes first");
+        assert!(!after_two.is_due(1, 0));
+        assert!(!after_two.is_due(2, 1));
+        assert!(after_two.is_due(3, 2));
+        assert!(after_two.is_due(9, 5));
+        let at_once = ResetPoint::AfterDeltas(0);
+        assert!(!at_once.is_due(0, 0));
+        assert!(at_once.is_due(1, 0));
+    }
+
+    #[test]
     fn stream_error_accepts_shape_names_and_defaults_after_to_zero() {
         let (_, faults) = extract("[[emu:stream-error=ThrottlingException]]").unwrap();
         let stream_error = faults.stream_error.unwrap();
@@ -250,6 +311,8 @@ mod tests {
         assert!(message_of("[[emu:flag]]").contains("key=value"));
         assert!(message_of("[[emu:tool-calls=many]]").contains("tool-calls"));
         assert!(message_of("[[emu:guardrail=maybe]]").contains("'maybe'"));
+        assert!(message_of("[[emu:reset=later]]").contains("'later'"));
+        assert!(message_of("[[emu:reset=100001]]").contains("reset"));
         assert!(message_of("oops [[emu:error=ThrottlingException").contains("Unterminated"));
     }
 }

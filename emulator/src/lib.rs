@@ -73,6 +73,14 @@
 //! * `stop=<stopReason>`: force the stop reason, e.g. `guardrail_intervened`.
 //! * `tool-calls=<n>`: call the first `n` tools of the `toolConfig` (parallel tool calls).
 //! * `guardrail=intervene` (or `pass`): the request's guardrail intervenes.
+//! * `reset=before` or `reset=<n>`: drop the connection with a TCP reset (RST), as a network
+//!   fault would. `before`: before any byte of the answer, status line included. `<n>`:
+//!   ConverseStream sends the response head, `messageStart` and `n` deltas, then resets (a
+//!   reply with fewer deltas ends normally); Converse resets before answering. Chat
+//!   operations only. The delay the next event would have had (`delay-first`,
+//!   `delay-between`) comes before the reset: a TCP reset discards what the peer has not
+//!   read yet, so a client that should see the frames before the reset needs a moment to
+//!   read them.
 //!
 //! # Converse features
 //!
@@ -235,7 +243,7 @@ impl RunningEmulator {
                 .default_service(web::to(server::handle))
         })
         .workers(workers)
-        .on_connect(disable_nagle)
+        .on_connect(prepare_connection)
         .backlog(8192)
         .max_connections(100_000)
         .disable_signals()
@@ -295,9 +303,11 @@ impl Drop for RunningEmulator {
 }
 
 /// Small frames (stream events, SSE chunks) must leave at once: Nagle's
-/// algorithm against a delayed ACK would hold them for ~40 ms.
-fn disable_nagle(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+/// algorithm against a delayed ACK would hold them for ~40 ms. The socket is
+/// also kept for the `reset` directive.
+fn prepare_connection(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
     if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
         let _ = stream.set_nodelay(true);
     }
+    server::keep_connection_socket(connection, data);
 }

@@ -1,6 +1,5 @@
 //! The actix-web glue: one handler that authenticates, routes and answers every request.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use crate::credentials::{self, CredentialStore};
 use crate::embeddings;
 use crate::error::{Error, ErrorKind};
 use crate::eventstream;
+use crate::faults::ResetPoint;
 use crate::observations::Recorder;
 use crate::prompt_cache::PromptCache;
 use crate::routing::{self, Operation, Route};
@@ -207,6 +207,9 @@ pub async fn handle(
             error_response(&error, &request_id)
         }
     };
+    if response.extensions().contains::<ResetConnection>() {
+        arm_reset(&request);
+    }
     tracing::debug!(
         operation,
         status = response.status().as_u16(),
@@ -310,6 +313,59 @@ fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A duplicate of a connection's socket, taken when the connection is
+/// accepted, so that a scripted reset can make its close send a TCP reset.
+#[cfg(unix)]
+pub struct ConnectionSocket(std::os::fd::OwnedFd);
+
+/// Keeps a [`ConnectionSocket`] in the connection's data (`on_connect`).
+pub fn keep_connection_socket(
+    connection: &dyn std::any::Any,
+    data: &mut actix_web::dev::Extensions,
+) {
+    #[cfg(unix)]
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        use std::os::fd::AsFd;
+        match stream.as_fd().try_clone_to_owned() {
+            Ok(socket) => {
+                data.insert(ConnectionSocket(socket));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot keep the connection's socket; a scripted reset will close it normally");
+            }
+        }
+    }
+}
+
+/// Marks a response whose connection is to be reset rather than closed.
+struct ResetConnection;
+
+/// With a zero linger time, closing the socket sends RST instead of FIN; the
+/// close happens when the response body fails and actix drops the connection.
+fn arm_reset(request: &HttpRequest) {
+    #[cfg(unix)]
+    if let Some(ConnectionSocket(socket)) = request.conn_data::<ConnectionSocket>()
+        && let Err(error) = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO))
+    {
+        tracing::warn!(%error, "cannot arm the scripted reset; the connection closes normally");
+    }
+}
+
+fn scripted_reset() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "scripted connection reset",
+    )
+}
+
+/// A response that resets the connection before any byte of it is sent.
+fn reset_before_response() -> HttpResponse {
+    let failing = futures_util::stream::once(async { Err::<Bytes, _>(scripted_reset()) });
+    let mut response = HttpResponse::Ok().streaming(failing);
+    response.extensions_mut().insert(ResetConnection);
+    response
+}
+
 async fn converse_unary(
     state: &AppState,
     model_identifier: &str,
@@ -319,6 +375,9 @@ async fn converse_unary(
 ) -> Result<HttpResponse, Error> {
     let plan = plan_chat(state, model_identifier, body)?;
     sleep_if_needed(plan.faults.delay_first).await;
+    if plan.faults.reset.is_some() {
+        return Ok(reset_before_response());
+    }
     if let Some(kind) = plan.faults.error {
         return Err(scripted_error(kind));
     }
@@ -331,6 +390,8 @@ struct StreamState {
     step: Step,
     first: bool,
     started: Instant,
+    events: usize,
+    deltas: usize,
 }
 
 async fn converse_streaming(
@@ -341,15 +402,22 @@ async fn converse_streaming(
     request_id: &str,
 ) -> Result<HttpResponse, Error> {
     let plan = plan_chat(state, model_identifier, body)?;
+    if plan.faults.reset == Some(ResetPoint::BeforeResponse) {
+        sleep_if_needed(plan.faults.delay_first).await;
+        return Ok(reset_before_response());
+    }
     if let Some(kind) = plan.faults.error {
         sleep_if_needed(plan.faults.delay_first).await;
         return Err(scripted_error(kind));
     }
+    let resets = plan.faults.reset.is_some();
     let initial = StreamState {
         plan,
         step: Step::MessageStart,
         first: true,
         started,
+        events: 0,
+        deltas: 0,
     };
     let events = futures_util::stream::unfold(initial, |mut state| async move {
         let (emit, next) = converse_stream::advance(&state.plan, state.step)?;
@@ -358,16 +426,33 @@ async fn converse_streaming(
         } else {
             state.plan.faults.delay_between
         };
+        if let Some(reset) = state.plan.faults.reset
+            && reset.is_due(state.events, state.deltas)
+        {
+            // Pending once, so the frames sent so far leave before the reset.
+            tokio::task::yield_now().await;
+            sleep_if_needed(delay).await;
+            state.step = Step::Done;
+            return Some((Err(scripted_reset()), state));
+        }
         sleep_if_needed(delay).await;
         state.first = false;
         state.step = next;
+        state.events += 1;
+        if matches!(emit, converse_stream::Emit::Delta { .. }) {
+            state.deltas += 1;
+        }
         let frame = converse_stream::encode(&state.plan, emit, elapsed_ms(state.started));
-        Some((Ok::<Bytes, Infallible>(Bytes::from(frame)), state))
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(frame)), state))
     });
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok()
         .content_type(eventstream::CONTENT_TYPE)
         .insert_header((REQUEST_ID_HEADER, request_id))
-        .streaming(events))
+        .streaming(events);
+    if resets {
+        response.extensions_mut().insert(ResetConnection);
+    }
+    Ok(response)
 }
 
 async fn invoke_model(

@@ -13,6 +13,23 @@ use subtle::ConstantTimeEq;
 
 type KeyDigest = [u8; 32];
 
+/// An accepted key as the rest of the gateway knows it: the SHA-256 digest of
+/// the key, never the key. Its `Debug` output does not show the digest either.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(KeyDigest);
+
+impl KeyId {
+    pub fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyId(..)")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiKeys {
     inner: Arc<Inner>,
@@ -89,6 +106,11 @@ impl ApiKeys {
     }
 
     pub fn is_valid(&self, presented: &str) -> bool {
+        self.authenticate(presented).is_some()
+    }
+
+    /// The identity of `presented` when it is an accepted key.
+    pub fn authenticate(&self, presented: &str) -> Option<KeyId> {
         let presented = digest(presented.as_bytes());
         let mut matched = subtle::Choice::from(0u8);
         for key in &self.inner.from_env {
@@ -99,7 +121,7 @@ impl ApiKeys {
                 matched |= key.ct_eq(&presented);
             }
         }
-        matched.into()
+        bool::from(matched).then_some(KeyId(presented))
     }
 
     /// Re-reads the key file; returns true when the accepted keys changed.
@@ -172,6 +194,17 @@ mod tests {
         assert!(!keys.is_valid("three"));
         assert!(!keys.is_valid(""));
         assert!(!keys.is_valid("one "));
+    }
+
+    #[test]
+    fn authenticated_keys_are_identified_by_their_digest_only() {
+        let keys = ApiKeys::new(&["one".into(), "two".into()], None);
+        let one = keys.authenticate("one").unwrap();
+        assert_eq!(keys.authenticate("one"), Some(one));
+        assert_ne!(keys.authenticate("two"), Some(one));
+        assert_eq!(one, KeyId::from_digest(digest(b"one")));
+        assert_eq!(keys.authenticate("three"), None);
+        assert_eq!(format!("{one:?}"), "KeyId(..)");
     }
 
     #[test]

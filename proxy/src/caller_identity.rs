@@ -32,7 +32,13 @@ pub async fn lookup(sdk_config: &SdkConfig) -> Result<CallerIdentity, String> {
     let output = tokio::time::timeout(LOOKUP_TIMEOUT, client.get_caller_identity().send())
         .await
         .map_err(|_| format!("no answer within {} seconds", LOOKUP_TIMEOUT.as_secs()))?
-        .map_err(|error| DisplayErrorContext(&error).to_string())?;
+        .map_err(|error| {
+            // An STS signature refusal quotes the canonical request, session token included.
+            crate::translate::bedrock_error::without_signing_details(
+                &DisplayErrorContext(&error).to_string(),
+            )
+            .to_owned()
+        })?;
     identity_from(output.arn(), output.account())
 }
 

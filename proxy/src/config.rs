@@ -80,6 +80,23 @@ pub struct Config {
     )]
     pub api_keys_reload_seconds: u64,
 
+    /// Requests per minute each API key may make (a burst of up to this many,
+    /// then one every 60/N seconds); 0 means no limit.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_KEY_REQUESTS_PER_MINUTE",
+        default_value_t = 0
+    )]
+    pub key_requests_per_minute: u32,
+
+    /// Streaming completions each API key may have open at once; 0 means no limit.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_KEY_MAX_CONCURRENT_STREAMS",
+        default_value_t = 0
+    )]
+    pub key_max_concurrent_streams: u32,
+
     /// Only models whose id matches one of these patterns (`*` wildcard) are served.
     #[arg(
         long = "model-allow",
@@ -103,6 +120,14 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BEDROCK_GATEWAY_MAX_BODY_BYTES", default_value_t = 20 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Time a client has to send its whole request body, in seconds (408 after it).
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_BODY_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    pub body_timeout_seconds: u64,
 
     /// Insert Bedrock prompt-cache points for models that support them
     /// (a request can override this with `"prompt_caching": true|false`).
@@ -161,6 +186,55 @@ pub struct Config {
     #[arg(long, env = "BEDROCK_GATEWAY_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
+    /// Fetch `image_url` parts with http(s) URLs (`false`: only `data:` URLs are accepted).
+    #[arg(long, env = "BEDROCK_GATEWAY_IMAGE_URL_FETCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub image_url_fetch: bool,
+
+    /// Largest image fetched from a URL, in bytes (Bedrock's per-image limit by default).
+    #[arg(long, env = "BEDROCK_GATEWAY_IMAGE_URL_MAX_BYTES", default_value_t = crate::image_fetch::DEFAULT_MAX_IMAGE_BYTES)]
+    pub image_url_max_bytes: usize,
+
+    /// Most bytes fetched from image URLs for one request.
+    #[arg(long, env = "BEDROCK_GATEWAY_IMAGE_URL_MAX_REQUEST_BYTES", default_value_t = crate::image_fetch::DEFAULT_MAX_REQUEST_BYTES)]
+    pub image_url_max_request_bytes: usize,
+
+    /// Most image URLs fetched for one request.
+    #[arg(long, env = "BEDROCK_GATEWAY_IMAGE_URL_MAX_PER_REQUEST", default_value_t = crate::image_fetch::DEFAULT_MAX_IMAGES_PER_REQUEST)]
+    pub image_url_max_per_request: usize,
+
+    /// Time one image fetch may take in total (redirects included), in seconds.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_IMAGE_URL_TIMEOUT_SECONDS",
+        default_value_t = 15
+    )]
+    pub image_url_timeout_seconds: u64,
+
+    /// Time a connection to an image host may take, in seconds.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_IMAGE_URL_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 5
+    )]
+    pub image_url_connect_timeout_seconds: u64,
+
+    /// Redirects followed per image URL.
+    #[arg(
+        long,
+        env = "BEDROCK_GATEWAY_IMAGE_URL_MAX_REDIRECTS",
+        default_value_t = 3
+    )]
+    pub image_url_max_redirects: usize,
+
+    /// Networks image URLs may reach although they are not public (loopback,
+    /// private, link-local, ...), comma-separated CIDRs, e.g. `10.20.0.0/16`.
+    #[arg(
+        long = "image-url-allow-cidr",
+        env = "BEDROCK_GATEWAY_IMAGE_URL_ALLOW_CIDRS",
+        value_delimiter = ','
+    )]
+    pub image_url_allow_cidrs: Vec<crate::image_fetch::Cidr>,
+
     /// Log format.
     #[arg(long, env = "BEDROCK_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -179,6 +253,19 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    pub fn image_fetch_settings(&self) -> crate::image_fetch::FetchSettings {
+        crate::image_fetch::FetchSettings {
+            enabled: self.image_url_fetch,
+            max_image_bytes: self.image_url_max_bytes,
+            max_request_bytes: self.image_url_max_request_bytes,
+            max_images: self.image_url_max_per_request,
+            timeout: Duration::from_secs(self.image_url_timeout_seconds.max(1)),
+            connect_timeout: Duration::from_secs(self.image_url_connect_timeout_seconds.max(1)),
+            max_redirects: self.image_url_max_redirects,
+            allowed: self.image_url_allow_cidrs.clone(),
+        }
     }
 }
 
@@ -240,7 +327,58 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.assume_role_arn, None);
         assert_eq!(config.assume_role_session_name, "bedrock-gateway-proxy");
+        assert_eq!(
+            config.key_requests_per_minute, 0,
+            "per-key limits are off by default"
+        );
+        assert_eq!(config.key_max_concurrent_streams, 0);
         assert!(validate(&config).is_ok());
+    }
+
+    #[test]
+    fn image_url_flags_parse_into_fetch_settings() {
+        let defaults = Config::try_parse_from(["proxy", "--api-keys", "k"])
+            .unwrap()
+            .image_fetch_settings();
+        assert!(defaults.enabled);
+        assert_eq!(defaults.max_image_bytes, 3_932_160);
+        assert_eq!(defaults.max_images, 20);
+        assert_eq!(defaults.max_redirects, 3);
+        assert_eq!(defaults.timeout, Duration::from_secs(15));
+        assert_eq!(defaults.connect_timeout, Duration::from_secs(5));
+        assert!(defaults.allowed.is_empty());
+        let settings = Config::try_parse_from([
+            "proxy",
+            "--api-keys",
+            "k",
+            "--image-url-fetch=false",
+            "--image-url-allow-cidr",
+            "10.20.0.0/16,fd00::/8",
+            "--image-url-allow-cidr",
+            "127.0.0.1",
+            "--image-url-max-redirects",
+            "0",
+            "--image-url-timeout-seconds",
+            "0",
+        ])
+        .unwrap()
+        .image_fetch_settings();
+        assert!(!settings.enabled);
+        assert_eq!(
+            settings.allowed,
+            ["10.20.0.0/16", "fd00::/8", "127.0.0.1"]
+                .map(|cidr| cidr.parse::<crate::image_fetch::Cidr>().unwrap())
+        );
+        assert_eq!(settings.max_redirects, 0);
+        assert_eq!(
+            settings.timeout,
+            Duration::from_secs(1),
+            "at least a second"
+        );
+        assert!(
+            Config::try_parse_from(["proxy", "--image-url-allow-cidr", "10.0.0.0/40"]).is_err()
+        );
+        assert!(Config::try_parse_from(["proxy", "--image-url-fetch", "maybe"]).is_err());
     }
 
     #[test]

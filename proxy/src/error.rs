@@ -23,6 +23,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("The request body exceeds the limit of {limit} bytes.")]
     PayloadTooLarge { limit: usize },
+    #[error("The request body did not arrive within {seconds} seconds.")]
+    BodyTimeout { seconds: u64 },
     #[error("{0}")]
     Upstream(UpstreamError),
     #[error("The gateway is shutting down; retry on another replica.")]
@@ -63,6 +65,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Upstream(upstream) => {
                 StatusCode::from_u16(upstream.status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -92,6 +95,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => Some("unknown_url".into()),
             ApiError::MethodNotAllowed(_) => Some("method_not_allowed".into()),
             ApiError::PayloadTooLarge { .. } => Some("request_too_large".into()),
+            ApiError::BodyTimeout { .. } => Some("request_timeout".into()),
             ApiError::Upstream(upstream) => Some(upstream.code.clone()),
             ApiError::ShuttingDown => Some("shutting_down".into()),
             ApiError::Internal(_) => Some("internal_error".into()),
@@ -127,6 +131,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => "route_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal",
         }

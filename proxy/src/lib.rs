@@ -7,6 +7,8 @@ pub mod caller_identity;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod image_fetch;
+pub mod key_limits;
 pub mod metrics;
 pub mod middleware;
 pub mod openai;

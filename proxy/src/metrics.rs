@@ -18,6 +18,9 @@ pub struct Metrics {
     pub streams_in_flight: IntGauge,
     pub upstream_errors: IntCounterVec,
     pub api_keys_loaded: IntGauge,
+    pub key_limit_rejections: IntCounterVec,
+    pub http_requests_in_flight: IntGauge,
+    pub image_fetches: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -85,6 +88,27 @@ impl Metrics {
         registry.register(Box::new(streams_in_flight.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(api_keys_loaded.clone()))?;
+        let key_limit_rejections = IntCounterVec::new(
+            Opts::new(
+                "key_limit_rejections_total",
+                "Requests refused by a per-API-key limit, by limit (requests_per_minute, concurrent_streams).",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(key_limit_rejections.clone()))?;
+        let http_requests_in_flight = IntGauge::new(
+            "http_requests_in_flight",
+            "Requests being handled, until their response head (streams: see streams_in_flight).",
+        )?;
+        registry.register(Box::new(http_requests_in_flight.clone()))?;
+        let image_fetches = IntCounterVec::new(
+            Opts::new(
+                "image_fetches_total",
+                "Fetches of image URLs in chat requests, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(image_fetches.clone()))?;
 
         Ok(Self {
             registry,
@@ -96,6 +120,9 @@ impl Metrics {
             streams_in_flight,
             upstream_errors,
             api_keys_loaded,
+            key_limit_rejections,
+            http_requests_in_flight,
+            image_fetches,
         })
     }
 
@@ -169,6 +196,10 @@ mod tests {
             .upstream_errors
             .with_label_values(&["ThrottlingException"])
             .inc();
+        metrics
+            .key_limit_rejections
+            .with_label_values(&["concurrent_streams"])
+            .inc();
         let text = String::from_utf8(metrics.render()).unwrap();
         for family in [
             "bedrock_gateway_http_requests_total{method=\"GET\",route=\"/v1/models\",status=\"200\"} 1",
@@ -180,6 +211,8 @@ mod tests {
             "bedrock_gateway_streams_in_flight 0",
             "bedrock_gateway_upstream_errors_total{error_type=\"ThrottlingException\"} 1",
             "bedrock_gateway_api_keys_loaded 0",
+            "bedrock_gateway_key_limit_rejections_total{limit=\"concurrent_streams\"} 1",
+            "bedrock_gateway_http_requests_in_flight 0",
         ] {
             assert!(text.contains(family), "missing {family} in\n{text}");
         }

@@ -3,7 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -15,6 +15,12 @@ use crate::middleware::observe;
 use crate::routes;
 use crate::state::AppState;
 
+/// Time a client has to send the request line and headers.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an idle client connection is kept open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 pub struct RunningGateway {
     pub api_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
@@ -23,6 +29,7 @@ pub struct RunningGateway {
     metrics: ServerHandle,
     servers: tokio::task::JoinHandle<io::Result<()>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
 }
 
 /// Starts serving on the given listeners; must be called inside a tokio runtime.
@@ -47,8 +54,18 @@ pub fn start(
     .disable_signals()
     .on_connect(disable_nagle)
     .shutdown_timeout(config.shutdown_grace_seconds)
+    // Idle connections outlive the idle timeouts of client pools and load
+    // balancers (httpx 5 s, AWS ALB 60 s): a server that closes first races
+    // the next request sent on the connection, which then fails.
+    .keep_alive(KEEP_ALIVE)
     .max_connection_rate(1024)
     .backlog(4096)
+    // Request heads: actix-http answers 431 beyond 96 headers or 128 KiB of
+    // request line and headers (fixed in actix-http, not configurable), and
+    // 408 when the head is not complete within this timeout. Bodies have
+    // their own deadline (`--body-timeout-seconds`, routes::read_api_request).
+    // proxy/tests/limits.rs checks all of them.
+    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
     .listen(api_listener)?;
     if config.workers > 0 {
         api_server = api_server.workers(config.workers);
@@ -110,15 +127,28 @@ pub fn start(
         metrics: metrics_handle,
         servers,
         background,
+        grace: config.shutdown_grace(),
     })
 }
 
 impl RunningGateway {
-    /// Marks the gateway not ready, stops accepting connections and lets
-    /// in-flight requests and streams finish within the grace period.
+    /// Marks the gateway not ready and lets in-flight requests and streams
+    /// finish within the grace period, then stops. Until they have finished
+    /// the gateway keeps accepting connections and answers new API requests
+    /// 503 with `Connection: close` (clients retry elsewhere) instead of
+    /// refusing connections.
     pub async fn shutdown(self) -> io::Result<()> {
         self.state.start_draining();
-        self.api.stop(true).await;
+        let deadline = Instant::now() + self.grace;
+        let metrics = &self.state.metrics;
+        let busy =
+            || metrics.streams_in_flight.get() > 0 || metrics.http_requests_in_flight.get() > 0;
+        while busy() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Idle: a graceful stop closes the connections at once. Still busy
+        // after the grace period: what remains is cut.
+        self.api.stop(!busy()).await;
         self.metrics.stop(true).await;
         for task in &self.background {
             task.abort();

@@ -10,6 +10,8 @@ use crate::auth::ApiKeys;
 use crate::bedrock::{BedrockClients, CredentialsCheck};
 use crate::catalog::{Catalog, CatalogSettings};
 use crate::config::Config;
+use crate::image_fetch::ImageFetcher;
+use crate::key_limits::{KeyLimiter, KeyLimits};
 use crate::metrics::Metrics;
 use crate::translate::guardrail::Guardrail;
 use crate::translate::request::TranslationSettings;
@@ -17,6 +19,7 @@ use crate::translate::request::TranslationSettings;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    pub body_timeout: Duration,
     pub retry_after_seconds: u64,
     pub stream_idle_timeout: Duration,
 }
@@ -25,11 +28,14 @@ pub struct AppState {
     pub clients: BedrockClients,
     pub catalog: Arc<Catalog>,
     pub keys: ApiKeys,
+    /// Per-key limits; `None` when none is configured.
+    pub key_limiter: Option<Arc<KeyLimiter>>,
     pub metrics: Metrics,
     pub limits: Limits,
     pub credentials: CredentialsCheck,
     pub translation: TranslationSettings,
     pub guardrail: Option<Guardrail>,
+    pub images: ImageFetcher,
     draining: AtomicBool,
 }
 
@@ -46,13 +52,21 @@ impl AppState {
         ));
         let keys = ApiKeys::new(&config.api_keys, config.api_keys_file.clone());
         metrics.api_keys_loaded.set(keys.len() as i64);
+        let images =
+            ImageFetcher::new(config.image_fetch_settings(), metrics.image_fetches.clone());
         Self {
             clients,
             catalog,
             keys,
+            key_limiter: KeyLimiter::new(KeyLimits::from_flags(
+                config.key_requests_per_minute,
+                config.key_max_concurrent_streams,
+                Duration::from_secs(config.retry_after_seconds),
+            )),
             metrics,
             limits: Limits {
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: Duration::from_secs(config.body_timeout_seconds.max(1)),
                 retry_after_seconds: config.retry_after_seconds,
                 stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_seconds.max(1)),
             },
@@ -65,6 +79,7 @@ impl AppState {
                 config.guardrail_version.as_deref(),
                 config.guardrail_trace,
             ),
+            images,
             draining: AtomicBool::new(false),
         }
     }

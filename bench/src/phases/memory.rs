@@ -10,7 +10,7 @@ use crate::held_streams::{self, HoldPlan};
 use crate::paths::Paths;
 use crate::phases::{SETTLE, progress};
 use crate::procfs;
-use crate::requests::{self, Delivery};
+use crate::requests::{self, Delivery, Payload};
 use crate::results::{LevelResult, MemoryResults};
 
 /// File descriptors kept aside for everything that is not a stream's socket.
@@ -67,6 +67,7 @@ pub async fn run(args: &Args, paths: &Paths) -> Result<MemoryResults> {
         &args.model,
         &format!("{prompt} Keep this stream open."),
         Delivery::Streamed,
+        Payload::Text,
     )?);
     let capacity = stream_capacity(gateway_pid)?;
     let idle = procfs::memory(gateway_pid).ok();

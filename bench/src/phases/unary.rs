@@ -127,6 +127,46 @@ pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
     report_load("gateway", &closed_gateway);
     tokio::time::sleep(SETTLE).await;
 
+    let mix = match args.mix_rate.or(args.rates.last().copied()) {
+        Some(offered) if offered > 0.0 => {
+            let open = OpenLoopPlan {
+                rate: offered,
+                connections: args.connections,
+                warmup: seconds(args.warmup_seconds),
+                duration: seconds(args.duration_seconds),
+            };
+            progress(&format!(
+                "open loop with tools and an image at {} req/s over {} connections",
+                rate(open.rate),
+                open.connections
+            ));
+            let direct = load::open_loop(
+                &paths.emulator,
+                Arc::clone(&paths.direct_mix),
+                open,
+                &watched,
+            )
+            .await;
+            report_load("direct", &direct);
+            tokio::time::sleep(SETTLE).await;
+            let gateway = load::open_loop(
+                &paths.gateway,
+                Arc::clone(&paths.gateway_mix),
+                open,
+                &watched,
+            )
+            .await;
+            report_load("gateway", &gateway);
+            tokio::time::sleep(SETTLE).await;
+            Some(OpenLoopRun {
+                rate: offered,
+                direct,
+                gateway,
+            })
+        }
+        _ => None,
+    };
+
     UnaryResults {
         connections: args.connections,
         warmup: seconds(args.warmup_seconds),
@@ -136,5 +176,6 @@ pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
         closed_duration: closed.duration,
         closed_direct,
         closed_gateway,
+        mix,
     }
 }

@@ -31,8 +31,9 @@ pub async fn completions(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_api_request(&http_request, payload, &state).await?;
-    let request = parse_chat_request(&body)?;
+    let mut request = parse_chat_request(&body)?;
     let model = state.catalog.resolve(&request.model).await?;
+    state.images.inline_image_urls(&mut request).await?;
     let input = to_converse_input(&request, &model.bedrock_id, &state.translation)?;
     let meta = CompletionMeta {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
@@ -44,6 +45,9 @@ pub async fn completions(
     };
     let request_id = RequestId::of(&http_request);
     if request.stream == Some(true) {
+        if let Some(refusal) = crate::middleware::claim_stream_slot(&http_request) {
+            return Ok(refusal);
+        }
         stream(state, &request, input, model, meta, request_id).await
     } else {
         complete(state, input, model, meta, request_id).await

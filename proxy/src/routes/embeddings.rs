@@ -1,8 +1,13 @@
 //! `POST /embeddings` over InvokeModel.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use aws_sdk_bedrockruntime::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_bedrockruntime::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_bedrockruntime::error::BoxError;
 use aws_smithy_types::Blob;
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -13,12 +18,47 @@ use crate::routes::read_api_request;
 use crate::state::AppState;
 use crate::translate::bedrock_error;
 use crate::translate::embeddings::{
-    EncodingFormat, KNOWN_MODELS, estimated_tokens, family_of, input_texts, invoke_bodies,
-    parse_reply, parse_request, to_response,
+    EncodingFormat, INPUT_TOKEN_COUNT_HEADER, KNOWN_MODELS, estimated_tokens, family_of,
+    header_token_count, input_texts, invoke_bodies, parse_reply, parse_request, to_response,
 };
 
 /// InvokeModel calls in flight for one request (Titan embeds one text per call).
 const CONCURRENT_CALLS: usize = 8;
+
+const NO_COUNT: u64 = u64::MAX;
+
+/// Keeps the input token count Bedrock sends in a header of the InvokeModel
+/// response, which the SDK's output type does not carry (Cohere's body has none).
+#[derive(Debug, Clone)]
+struct InputTokenHeader(Arc<AtomicU64>);
+
+impl InputTokenHeader {
+    fn new() -> Self {
+        Self(Arc::new(AtomicU64::new(NO_COUNT)))
+    }
+
+    fn count(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|count| *count != NO_COUNT)
+    }
+}
+
+impl Intercept for InputTokenHeader {
+    fn name(&self) -> &'static str {
+        "InputTokenHeader"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let count = header_token_count(context.response().headers().get(INPUT_TOKEN_COUNT_HEADER));
+        // The last attempt's response is the one deserialised.
+        self.0.store(count.unwrap_or(NO_COUNT), Ordering::Relaxed);
+        Ok(())
+    }
+}
 
 pub async fn create(
     http_request: HttpRequest,
@@ -75,6 +115,7 @@ pub async fn create(
             let bedrock_id = bedrock_id.clone();
             let request_id = request_id.clone();
             async move {
+                let header = InputTokenHeader::new();
                 let output = state
                     .clients
                     .runtime
@@ -83,6 +124,8 @@ pub async fn create(
                     .content_type("application/json")
                     .accept("application/json")
                     .body(Blob::new(body.to_string()))
+                    .customize()
+                    .interceptor(header.clone())
                     .send()
                     .await
                     .map_err(|error| {
@@ -92,7 +135,8 @@ pub async fn create(
                             &request_id,
                         )
                     })?;
-                parse_reply(family, output.body().as_ref(), expected)
+                let (vectors, body_count) = parse_reply(family, output.body().as_ref(), expected)?;
+                Ok::<_, ApiError>((vectors, body_count.or(header.count())))
             }
         })
         .buffered(CONCURRENT_CALLS)

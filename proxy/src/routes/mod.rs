@@ -73,7 +73,15 @@ pub async fn read_api_request(
     if state.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
-    read_body(http_request, payload, state.limits.max_body_bytes).await
+    let timeout = state.limits.body_timeout;
+    tokio::time::timeout(
+        timeout,
+        read_body(http_request, payload, state.limits.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout {
+        seconds: timeout.as_secs(),
+    })?
 }
 
 /// Reads the body up to the limit, answering 413 beyond it without reading

@@ -98,6 +98,15 @@ pub fn document_name(filename: Option<&str>, fallback_index: usize) -> String {
     }
 }
 
+/// Whether an image URL is one the gateway fetches (http or https, any case).
+pub fn is_http_url(url: &str) -> bool {
+    let url = url.trim_start();
+    ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+    })
+}
+
 /// One content part as a Bedrock block; `None` for parts that carry nothing.
 pub fn part_to_block(
     part: &ContentPart,
@@ -126,9 +135,9 @@ fn image_block(image_url: &Value, param: &str) -> Result<ContentBlock, ApiError>
             .unwrap_or_default(),
         _ => "",
     };
-    if url.starts_with("http://") || url.starts_with("https://") {
+    if is_http_url(url) {
         return Err(ApiError::invalid(
-            "Image URLs are not fetched by this gateway; send the image inline as a data: URL.",
+            "This image URL was not fetched (fetching image URLs is turned off on this gateway, or the image is in a system message); send the image inline as a data: URL.",
             Some(param),
         ));
     }
@@ -296,6 +305,28 @@ mod tests {
                 }
                 other => panic!("{case} should be refused, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn http_urls_are_recognised_in_any_case() {
+        for url in [
+            "http://example.com/a.png",
+            "https://example.com/a.png",
+            "HTTPS://EXAMPLE.COM/A.PNG",
+            " Http://x",
+        ] {
+            assert!(is_http_url(url), "{url}");
+        }
+        for url in [
+            "data:image/png;base64,aGk=",
+            "ftp://example.com/a.png",
+            "http:/x",
+            "https:",
+            "",
+            "é",
+        ] {
+            assert!(!is_http_url(url), "{url}");
         }
     }
 

@@ -261,6 +261,14 @@ pub fn parse_reply(
     Ok((vectors, tokens))
 }
 
+/// The InvokeModel response header with Bedrock's count of input tokens.
+pub const INPUT_TOKEN_COUNT_HEADER: &str = "x-amzn-bedrock-input-token-count";
+
+/// The value of [`INPUT_TOKEN_COUNT_HEADER`], when it is a count.
+pub fn header_token_count(value: Option<&str>) -> Option<u64> {
+    value.and_then(|value| value.trim().parse().ok())
+}
+
 /// Tokens of the inputs as the cl100k tokenizer counts them, for replies
 /// that carry no count of their own.
 pub fn estimated_tokens(texts: &[String]) -> u64 {
@@ -306,6 +314,17 @@ mod tests {
 
     fn texts(count: usize) -> Vec<String> {
         (0..count).map(|index| format!("text {index}")).collect()
+    }
+
+    #[test]
+    fn token_count_headers_are_read_when_numeric() {
+        assert_eq!(header_token_count(Some("42")), Some(42));
+        assert_eq!(header_token_count(Some(" 7 ")), Some(7));
+        assert_eq!(header_token_count(Some("0")), Some(0));
+        for bad in ["", "-1", "1.5", "many", "18446744073709551616"] {
+            assert_eq!(header_token_count(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(header_token_count(None), None);
     }
 
     #[test]

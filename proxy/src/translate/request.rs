@@ -228,6 +228,19 @@ fn validate(request: &ChatCompletionRequest) -> Result<(), ApiError> {
             Some("temperature"),
         ));
     }
+    // Tool call arguments are JSON inside strings, parsed on their own: they
+    // share the body's structure budget.
+    let mut arguments_structure = 0;
+    for message in &request.messages {
+        for call in message.tool_calls.iter().flatten() {
+            let budget = super::MAX_JSON_STRUCTURE - arguments_structure;
+            arguments_structure +=
+                super::json_structure(call.function.arguments.as_bytes(), budget);
+            if arguments_structure > super::MAX_JSON_STRUCTURE {
+                return Err(super::too_much_structure(super::MAX_JSON_STRUCTURE));
+            }
+        }
+    }
     if let Some(top_p) = request.top_p
         && !(0.0..=1.0).contains(&top_p)
     {
@@ -296,11 +309,25 @@ fn tool_call_blocks(
                     )
                 })?
             };
+            // OpenAI's arguments are always an object; Bedrock refuses
+            // anything else as a toolUse input.
+            if !arguments.is_object() {
+                return Err(ApiError::invalid(
+                    "Tool call arguments must be a JSON object.",
+                    Some(&param),
+                ));
+            }
             if !tools_enabled {
                 return Ok(ContentBlock::Text(format!(
                     "[called tool {} with {}]",
                     call.function.name, arguments
                 )));
+            }
+            if call.id.is_empty() {
+                return Err(ApiError::invalid(
+                    "A tool call needs its id.",
+                    Some(&format!("messages[{index}].tool_calls[{call_index}].id")),
+                ));
             }
             ToolUseBlock::builder()
                 .tool_use_id(&call.id)
@@ -371,6 +398,11 @@ pub fn request_metadata(request: &ChatCompletionRequest) -> Option<HashMap<Strin
     }
     if let Some(metadata) = &request.metadata {
         for (key, value) in metadata {
+            // Stopping here keeps the duplicate check below constant-time
+            // however many keys a request sends.
+            if pairs.len() >= METADATA_MAX_ENTRIES {
+                break;
+            }
             let value = match value {
                 serde_json::Value::String(text) => text.clone(),
                 other => other.to_string(),

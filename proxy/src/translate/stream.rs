@@ -27,6 +27,9 @@ pub struct StreamTranslator {
     usage_sent: bool,
     /// Converse content block index -> OpenAI tool call index.
     tool_indexes: HashMap<i32, u32>,
+    /// The OpenAI index of the next tool call: indexes stay dense even when
+    /// Bedrock starts a block index twice.
+    next_tool_index: u32,
     /// Content block indexes of the structured-reply tool, streamed as content.
     structured_blocks: HashSet<i32>,
 }
@@ -41,6 +44,7 @@ impl StreamTranslator {
             usage: None,
             usage_sent: false,
             tool_indexes: HashMap::new(),
+            next_tool_index: 0,
             structured_blocks: HashSet::new(),
         }
     }
@@ -53,6 +57,10 @@ impl StreamTranslator {
     /// Chunks for one Bedrock event; many events produce none.
     pub fn on_event(&mut self, event: &ConverseStreamOutput) -> Vec<ChatCompletionChunk> {
         let mut chunks = Vec::new();
+        if self.finish.is_some() && !matches!(event, ConverseStreamOutput::Metadata(_)) {
+            // The finish chunk ends the choice: only the usage may follow it.
+            return chunks;
+        }
         match event {
             ConverseStreamOutput::MessageStart(_) => self.ensure_role(&mut chunks),
             ConverseStreamOutput::ContentBlockStart(start_event) => {
@@ -63,7 +71,8 @@ impl StreamTranslator {
                             .insert(start_event.content_block_index());
                         return chunks;
                     }
-                    let index = self.tool_indexes.len() as u32;
+                    let index = self.next_tool_index;
+                    self.next_tool_index = self.next_tool_index.saturating_add(1);
                     self.tool_indexes
                         .insert(start_event.content_block_index(), index);
                     chunks.push(self.tool_chunk(ToolCallDelta {
@@ -132,7 +141,7 @@ impl StreamTranslator {
             ConverseStreamOutput::MessageStop(stop) => {
                 self.ensure_role(&mut chunks);
                 let reason = match finish_reason(stop.stop_reason()) {
-                    FinishReason::ToolCalls if self.tool_indexes.is_empty() => FinishReason::Stop,
+                    FinishReason::ToolCalls if self.next_tool_index == 0 => FinishReason::Stop,
                     other => other,
                 };
                 self.push_finish(&mut chunks, reason);
