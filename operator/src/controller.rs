@@ -11,24 +11,28 @@ use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::conditions::{self, Judgement};
-use crate::crd::{BedrockGateway, BedrockGatewayStatus, WiringMode};
+use crate::crd::{BedrockGateway, BedrockGatewayStatus, WiringMode, WorkloadKind, WorkloadRef};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::openwebui_admin::{self, AdminApiError, OpenWebUiClient};
 use crate::resources::{self, FIELD_MANAGER, GatewayNames};
 use crate::wiring::{self, WIRING_ANNOTATION_PREFIX};
 use crate::workload::Workload;
 
 pub const FINALIZER: &str = "bedrock-gateway.io/cleanup";
+/// Far longer than the handful of API calls of a reconcile take.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=bedrock-gateway-operator";
 const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
 
@@ -42,6 +46,10 @@ pub struct Settings {
     pub watch_namespace: Option<String>,
 }
 
+/// Gateways reconciled at the same time; bounds memory and the load on the
+/// API server when many gateways change at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
+
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
@@ -49,6 +57,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per gateway, for the retry backoff.
     failures: std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, u32>>,
+    /// Calls to Open WebUI's admin API.
+    pub open_webui: OpenWebUiClient,
+    /// Consecutive failed registrations in Open WebUI per gateway, for their backoff.
+    open_webui_failures:
+        std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, u32>>,
 }
 
 impl Context {
@@ -71,6 +84,8 @@ impl Context {
             metrics,
             recorder,
             failures: std::sync::Mutex::new(std::collections::HashMap::new()),
+            open_webui: OpenWebUiClient::new(),
+            open_webui_failures: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -88,9 +103,36 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .patch(&object.name_any(), &apply_params(), &Patch::Apply(object))
-        .await?)
+    let name = object.name_any();
+    match api
+        .patch(&name, &apply_params(), &Patch::Apply(object))
+        .await
+    {
+        // Another field manager's edit can leave list items this apply cannot
+        // merge with: a Service port moved to another number under
+        // `kubectl edit` keeps its name, which the operator's port would then
+        // duplicate. The lists of the spec are replaced with the operator's
+        // (a merge patch replaces lists whole), then it is applied again.
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            let Some(spec) = serde_json::to_value(object)?
+                .get_mut("spec")
+                .map(Value::take)
+            else {
+                return Err(kube::Error::Api(status).into());
+            };
+            tracing::info!(%name, reason = %status.message, "replacing the lists another field manager changed");
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
+            api.patch(&name, &params, &Patch::Merge(json!({ "spec": spec })))
+                .await?;
+            Ok(api
+                .patch(&name, &apply_params(), &Patch::Apply(object))
+                .await?)
+        }
+        result => Ok(result?),
+    }
 }
 
 async fn delete_if_present<K>(client: &Client, namespace: &str, name: &str) -> Result<(), Error>
@@ -201,16 +243,8 @@ async fn reconcile_wiring(
     ctx: &Context,
     namespace: &str,
     gateway: &BedrockGateway,
+    reference: &WorkloadRef,
 ) -> Result<Judgement, Error> {
-    let Some(open_web_ui) = &gateway.spec.open_web_ui else {
-        return Ok(Judgement::new(
-            conditions::OPEN_WEBUI_WIRED,
-            true,
-            "NotRequested",
-            "no openWebUI.workloadRef is set",
-        ));
-    };
-    let reference = &open_web_ui.workload_ref;
     let Some(mut workload) = Workload::get(&ctx.client, namespace, reference).await? else {
         return Ok(Judgement::new(
             conditions::OPEN_WEBUI_WIRED,
@@ -273,6 +307,224 @@ async fn reconcile_wiring(
             record.url
         ),
     ))
+}
+
+/// The `OpenWebUIWired` judgement: the environment wiring (with
+/// `workloadRef`) and the registration through the admin API (with
+/// `adminApi`); the second is what takes effect on a running Open WebUI, so
+/// its failure is reported first. Also says whether the registration failed,
+/// for its retry backoff.
+async fn reconcile_open_webui(
+    ctx: &Context,
+    namespace: &str,
+    gateway: &BedrockGateway,
+    secret: Option<&Secret>,
+) -> Result<(Judgement, bool), Error> {
+    let Some(open_web_ui) = &gateway.spec.open_web_ui else {
+        return Ok((
+            Judgement::new(
+                conditions::OPEN_WEBUI_WIRED,
+                true,
+                "NotRequested",
+                "no openWebUI is set",
+            ),
+            false,
+        ));
+    };
+    let env = match &open_web_ui.workload_ref {
+        Some(reference) => Some(reconcile_wiring(ctx, namespace, gateway, reference).await?),
+        None => None,
+    };
+    let admin = reconcile_admin_api(ctx, namespace, gateway, secret).await?;
+    let key = ObjectRef::from_obj(gateway);
+    let admin_failed = admin.as_ref().is_some_and(|judgement| !judgement.ok);
+    if let Ok(mut failures) = ctx.open_webui_failures.lock() {
+        if admin_failed {
+            let count = failures.entry(key).or_insert(0);
+            *count = count.saturating_add(1);
+        } else {
+            failures.remove(&key);
+        }
+    }
+    let judgement = match (env, admin) {
+        (Some(env), Some(admin)) if admin.ok && env.ok => Judgement {
+            message: format!("{}; for fresh installs: {}", admin.message, env.message),
+            ..admin
+        },
+        (Some(env), Some(admin)) => {
+            if admin.ok {
+                env
+            } else {
+                admin
+            }
+        }
+        (Some(only), None) | (None, Some(only)) => only,
+        (None, None) => Judgement::new(
+            conditions::OPEN_WEBUI_WIRED,
+            true,
+            "NotRequested",
+            "neither openWebUI.workloadRef nor openWebUI.adminApi is set",
+        ),
+    };
+    Ok((judgement, admin_failed))
+}
+
+/// Registers the gateway through Open WebUI's admin API, when asked to.
+/// Failures are judgements, with an event when the reason changes.
+async fn reconcile_admin_api(
+    ctx: &Context,
+    namespace: &str,
+    gateway: &BedrockGateway,
+    secret: Option<&Secret>,
+) -> Result<Option<Judgement>, Error> {
+    let Some(target) = openwebui_admin::target(&ctx.client, namespace, gateway).await? else {
+        return Ok(None);
+    };
+    let registration = match (
+        target,
+        secret.and_then(|secret| openwebui_admin::gateway_key(secret, gateway)),
+    ) {
+        (Err(failure), _) => openwebui_admin::Registration {
+            judgement: failure,
+            notes: Vec::new(),
+        },
+        (Ok(_), None) => openwebui_admin::Registration {
+            judgement: Judgement::new(
+                conditions::OPEN_WEBUI_WIRED,
+                false,
+                "WaitingForApiKey",
+                "the gateway's API key is not available yet (see ProxyAvailable)",
+            ),
+            notes: Vec::new(),
+        },
+        (Ok(target), Some(key)) => {
+            openwebui_admin::register(&ctx.open_webui, &target, gateway, &key).await
+        }
+    };
+    for note in &registration.notes {
+        let type_ = if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, gateway, type_, note.reason, note.message.clone()).await;
+    }
+    let judgement = registration.judgement;
+    let previous_reason = gateway.status.as_ref().and_then(|status| {
+        status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == conditions::OPEN_WEBUI_WIRED)
+            .map(|condition| condition.reason.clone())
+    });
+    if !judgement.ok && previous_reason.as_deref() != Some(judgement.reason.as_str()) {
+        tracing::warn!(gateway = %gateway.name_any(), reason = %judgement.reason, message = %judgement.message, "Open WebUI registration failed");
+        publish(
+            ctx,
+            gateway,
+            EventType::Warning,
+            &judgement.reason,
+            judgement.message.clone(),
+        )
+        .await;
+    }
+    Ok(Some(judgement))
+}
+
+/// How long deletion waits for Open WebUI to take the gateway out before it
+/// gives up and lets the gateway go, leaving the connection behind.
+const UNREGISTER_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Takes the gateway's connection out of Open WebUI through the admin API.
+/// An unreachable or failing Open WebUI is retried (the error) for a while;
+/// a missing admin key or Open WebUI URL, a refused key, or a failure past
+/// that while lets the deletion go on with a warning event.
+async fn unregister_from_open_webui(
+    ctx: &Context,
+    namespace: &str,
+    gateway: &BedrockGateway,
+) -> Result<(), Error> {
+    let Some(target) = openwebui_admin::target(&ctx.client, namespace, gateway).await? else {
+        return Ok(());
+    };
+    let target = match target {
+        Ok(target) => target,
+        Err(failure) => {
+            publish(
+                ctx,
+                gateway,
+                EventType::Warning,
+                "UnregisterSkipped",
+                format!("the connection stays in Open WebUI: {}", failure.message),
+            )
+            .await;
+            return Ok(());
+        }
+    };
+    match openwebui_admin::unregister(&ctx.open_webui, &target, gateway).await {
+        Ok(removed) => {
+            if !removed.is_empty() {
+                publish(
+                    ctx,
+                    gateway,
+                    EventType::Normal,
+                    "Unregistered",
+                    format!(
+                        "removed {} from Open WebUI at {}",
+                        removed.join(" and "),
+                        target.base_url
+                    ),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            let deleting_for = gateway
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .map(|since| k8s_openapi::jiff::Timestamp::now().duration_since(since.0))
+                .and_then(|elapsed| Duration::try_from(elapsed).ok())
+                .unwrap_or_default();
+            // Refusals and answers not understood do not pass by themselves;
+            // an unreachable or failing Open WebUI (a restart) may.
+            let passing = matches!(
+                error,
+                AdminApiError::Unreachable { .. }
+                    | AdminApiError::Timeout { .. }
+                    | AdminApiError::Status { .. }
+            );
+            if passing && deleting_for < UNREGISTER_PATIENCE {
+                publish(
+                    ctx,
+                    gateway,
+                    EventType::Warning,
+                    error.reason(),
+                    format!("taking the gateway out of Open WebUI failed, retrying: {error}"),
+                )
+                .await;
+                return Err(error.into());
+            }
+            publish(
+                ctx,
+                gateway,
+                EventType::Warning,
+                "UnregisterAbandoned",
+                format!(
+                    "gave up taking the gateway out of Open WebUI; remove its connection in Admin Panel > Settings > Connections: {error}"
+                ),
+            )
+            .await;
+            Ok(())
+        }
+    }
+}
+
+/// The delay before retrying a failed registration in Open WebUI after
+/// `failures` consecutive failures: 5 s doubling to 5 min.
+pub fn open_webui_backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(300))
 }
 
 async fn publish(
@@ -359,7 +611,9 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
             )
         });
     }
-    judgements.push(reconcile_wiring(&ctx, &namespace, &gateway).await?);
+    let (wired, open_webui_failed) =
+        reconcile_open_webui(&ctx, &namespace, &gateway, secret.as_ref().ok()).await?;
+    judgements.push(wired);
     if let Some(judgement) = reconcile_service_monitor(client, &namespace, &gateway).await? {
         judgements.push(judgement);
     }
@@ -371,10 +625,7 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
         .conditions
         .iter()
         .any(|condition| condition.type_ == conditions::READY && condition.status == "True");
-    let url = match gateway.spec.open_web_ui.as_ref().map(|spec| spec.mode) {
-        Some(WiringMode::Sidecar) => resources::sidecar_url(),
-        _ => resources::service_url(&gateway),
-    };
+    let url = wiring::open_webui_gateway_url(&gateway);
     let status = BedrockGatewayStatus {
         conditions: conditions::to_conditions(
             &judgements,
@@ -410,6 +661,18 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
     }
     Ok(if ready {
         Action::requeue(ctx.settings.resync)
+    } else if open_webui_failed {
+        let failures = ctx
+            .open_webui_failures
+            .lock()
+            .ok()
+            .and_then(|failures| {
+                failures
+                    .get(&ObjectRef::from_obj(gateway.as_ref()))
+                    .copied()
+            })
+            .unwrap_or(1);
+        Action::requeue(open_webui_backoff(failures))
     } else {
         Action::requeue(Duration::from_secs(15))
     })
@@ -419,9 +682,16 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
 /// owned objects go with the gateway through their owner references.
 async fn cleanup(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = gateway.namespace().unwrap_or_default();
-    if let Some(open_web_ui) = &gateway.spec.open_web_ui
-        && let Some(mut workload) =
-            Workload::get(&ctx.client, &namespace, &open_web_ui.workload_ref).await?
+    unregister_from_open_webui(&ctx, &namespace, &gateway).await?;
+    if let Ok(mut failures) = ctx.open_webui_failures.lock() {
+        failures.remove(&ObjectRef::from_obj(gateway.as_ref()));
+    }
+    if let Some(reference) = gateway
+        .spec
+        .open_web_ui
+        .as_ref()
+        .and_then(|spec| spec.workload_ref.as_ref())
+        && let Some(mut workload) = Workload::get(&ctx.client, &namespace, reference).await?
         && let Some(record) = workload.record(&gateway)
     {
         if let Some(pod) = workload.pod_spec_mut() {
@@ -452,14 +722,20 @@ pub async fn reconcile(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
         .ok_or_else(|| Error::Invalid("BedrockGateway without a namespace".into()))?;
     let name = gateway.name_any();
     let api: Api<BedrockGateway> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, gateway, |event| async {
+    let work = finalizer(&api, FINALIZER, gateway, |event| async {
         match event {
             Finalizer::Apply(gateway) => apply_gateway(gateway, ctx.clone()).await,
             Finalizer::Cleanup(gateway) => cleanup(gateway, ctx.clone()).await,
         }
-    })
-    .await
-    .map_err(|error| Error::Finalizer(Box::new(error)));
+    });
+    // The client has no response timeout (watches stay open for minutes): a
+    // request to an API server that vanished without closing the connection
+    // would hold this gateway's reconcile until TCP gives up, as the
+    // controller runs one reconcile per object at a time.
+    let result = match tokio::time::timeout(RECONCILE_TIMEOUT, work).await {
+        Ok(outcome) => outcome.map_err(|error| Error::Finalizer(Box::new(error))),
+        Err(_) => Err(Error::Timeout(RECONCILE_TIMEOUT)),
+    };
     if result.is_ok()
         && let Ok(mut failures) = ctx.failures.lock()
     {
@@ -500,12 +776,13 @@ pub fn error_policy(gateway: Arc<BedrockGateway>, error: &Error, ctx: Arc<Contex
     })
 }
 
-/// Gateways a Deployment or StatefulSet matters to: the one owning it (a
-/// proxy Deployment) and those whose wiring annotation sits on it (an Open
-/// WebUI workload). One watch serves both, so each object is cached once.
-fn gateways_concerned_with<K: Resource>(workload: &K) -> Vec<ObjectRef<BedrockGateway>> {
-    let namespace = workload.meta().namespace.clone().unwrap_or_default();
-    let owners = workload
+/// Gateways a Deployment, StatefulSet or Secret matters to, judged from the
+/// object itself: the gateway owning it (a proxy Deployment, a generated key
+/// Secret) and those whose wiring annotation sits on it (an Open WebUI
+/// workload). One watch per kind serves all of them, so each object is seen once.
+fn gateways_concerned_with<K: Resource>(object: &K) -> Vec<ObjectRef<BedrockGateway>> {
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    let owners = object
         .meta()
         .owner_references
         .iter()
@@ -514,7 +791,7 @@ fn gateways_concerned_with<K: Resource>(workload: &K) -> Vec<ObjectRef<BedrockGa
             owner.kind == "BedrockGateway" && owner.api_version.starts_with(crate::crd::GROUP)
         })
         .map(|owner| owner.name.as_str());
-    let wired = workload
+    let wired = object
         .meta()
         .annotations
         .iter()
@@ -524,6 +801,79 @@ fn gateways_concerned_with<K: Resource>(workload: &K) -> Vec<ObjectRef<BedrockGa
         .chain(wired)
         .map(|name| ObjectRef::new(name).within(&namespace))
         .collect()
+}
+
+/// Gateways in the object's namespace whose spec names the object: an Open
+/// WebUI workload not wired yet (or recreated without its wiring), a key
+/// Secret of the user's that appears, changes or goes away.
+fn gateways_naming<K: Resource>(
+    object: &K,
+    gateways: &[Arc<BedrockGateway>],
+    names: impl Fn(&BedrockGateway, &str) -> bool,
+) -> Vec<ObjectRef<BedrockGateway>> {
+    let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    gateways
+        .iter()
+        .filter(|gateway| gateway.namespace().as_deref() == Some(namespace))
+        .filter(|gateway| names(gateway, name))
+        .map(|gateway| ObjectRef::from_obj(gateway.as_ref()))
+        .collect()
+}
+
+fn names_workload(gateway: &BedrockGateway, kind: WorkloadKind, name: &str) -> bool {
+    gateway
+        .spec
+        .open_web_ui
+        .as_ref()
+        .and_then(|spec| spec.workload_ref.as_ref())
+        .is_some_and(|reference| reference.kind == kind && reference.name == name)
+}
+
+fn names_secret(gateway: &BedrockGateway, name: &str) -> bool {
+    GatewayNames::of(gateway).secret == name || openwebui_admin::names_admin_secret(gateway, name)
+}
+
+/// The pause of the controller's watches after one of them fails: 250 ms,
+/// doubling up to 2 s, back to 250 ms once any watch delivers again.
+///
+/// The controller has one backoff for all its watches together: while it
+/// runs, no watch delivers anything. After an API server restart each watch
+/// fails on its own (connection refused, then `410 Expired` for its old
+/// resourceVersion), one after another; with kube-runtime's default (up to
+/// 30 s, kept for 2 min) the operator stayed deaf to every change for
+/// minutes. Short pauses keep that to seconds, and a few requests a second
+/// to an API server that is down cost nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const LONGEST: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let pause = self.next;
+        self.next = (pause * 2).min(Self::LONGEST);
+        Some(pause)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// Runs the controller until the shutdown signal resolves.
@@ -542,42 +892,178 @@ pub async fn run(
         }
     }
     let client = ctx.client.clone();
+    let metrics = ctx.metrics.clone();
     let namespace = ctx.settings.watch_namespace.clone();
     let namespace = namespace.as_deref();
     let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
-    Controller::new(
+    let builder = Controller::new(
         scoped::<BedrockGateway>(&client, namespace),
         watcher::Config::default(),
-    )
-    .owns(scoped::<Service>(&client, namespace), managed.clone())
-    .owns(scoped::<Secret>(&client, namespace), managed.clone())
-    .owns(
-        scoped::<ServiceAccount>(&client, namespace),
-        managed.clone(),
-    )
-    .watches(
-        scoped::<Deployment>(&client, namespace),
-        watcher::Config::default(),
-        |deployment| gateways_concerned_with(&deployment),
-    )
-    .watches(
-        scoped::<StatefulSet>(&client, namespace),
-        watcher::Config::default(),
-        |set| gateways_concerned_with(&set),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "reconcile loop");
-        }
-    })
-    .await;
+    );
+    let gateways = builder.store();
+    let for_deployments = gateways.clone();
+    let for_stateful_sets = gateways.clone();
+    let for_secrets = gateways;
+    builder
+        .owns(scoped::<Service>(&client, namespace), managed.clone())
+        .owns(
+            scoped::<ServiceAccount>(&client, namespace),
+            managed.clone(),
+        )
+        .watches(
+            scoped::<Deployment>(&client, namespace),
+            watcher::Config::default(),
+            move |deployment| {
+                let mut concerned = gateways_concerned_with(&deployment);
+                concerned.extend(gateways_naming(
+                    &deployment,
+                    &for_deployments.state(),
+                    |gateway, name| names_workload(gateway, WorkloadKind::Deployment, name),
+                ));
+                concerned
+            },
+        )
+        .watches(
+            scoped::<StatefulSet>(&client, namespace),
+            watcher::Config::default(),
+            move |set| {
+                let mut concerned = gateways_concerned_with(&set);
+                concerned.extend(gateways_naming(
+                    &set,
+                    &for_stateful_sets.state(),
+                    |gateway, name| names_workload(gateway, WorkloadKind::StatefulSet, name),
+                ));
+                concerned
+            },
+        )
+        // Every Secret in scope, metadata only (never the key material): the
+        // generated key Secrets (owned) and the users' own `apiKey.secretRef`
+        // Secrets, which carry no label or owner to select them by.
+        .watches(
+            scoped::<PartialObjectMeta<Secret>>(&client, namespace),
+            watcher::Config::default(),
+            move |secret| {
+                let mut concerned = gateways_concerned_with(&secret);
+                concerned.extend(gateways_naming(&secret, &for_secrets.state(), names_secret));
+                concerned
+            },
+        )
+        .trigger_backoff(WatchBackoff::default())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            // A failing watch means changes go unnoticed until it is back:
+            // worth a warning (the backoff keeps these rare), unlike failed
+            // reconciles, which `error_policy` reports.
+            match result {
+                Err(controller::Error::QueueError(error)) => {
+                    metrics.watch_errors.inc();
+                    tracing::warn!(%error, "watching the API server failed; retrying");
+                }
+                Err(error) => tracing::debug!(%error, "reconcile loop"),
+                Ok(_) => {}
+            }
+            std::future::ready(())
+        })
+        .await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workloads_and_secrets_lead_to_the_gateways_naming_them() {
+        let gateway = |name: &str, namespace: &str, spec: serde_json::Value| {
+            let mut gateway: BedrockGateway = serde_json::from_value(json!({
+                "apiVersion": "bedrock-gateway.io/v1alpha1", "kind": "BedrockGateway",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec
+            }))
+            .unwrap();
+            gateway.metadata.namespace = Some(namespace.into());
+            Arc::new(gateway)
+        };
+        let gateways = vec![
+            gateway(
+                "wired",
+                "ai",
+                json!({"region": "us-east-1", "openWebUI": {"workloadRef": {"name": "open-webui"}},
+                       "apiKey": {"secretRef": {"name": "shared-key", "key": "token"}}}),
+            ),
+            gateway(
+                "stateful",
+                "ai",
+                json!({"region": "us-east-1", "openWebUI": {"workloadRef": {"name": "open-webui", "kind": "StatefulSet"}}}),
+            ),
+            gateway(
+                "elsewhere",
+                "other",
+                json!({"region": "us-east-1", "openWebUI": {"workloadRef": {"name": "open-webui"}},
+                       "apiKey": {"secretRef": {"name": "shared-key", "key": "token"}}}),
+            ),
+            gateway("plain", "ai", json!({"region": "us-east-1"})),
+        ];
+        let object = |name: &str| {
+            let mut secret = Secret::default();
+            secret.metadata.name = Some(name.into());
+            secret.metadata.namespace = Some("ai".into());
+            secret
+        };
+        let names = |found: Vec<ObjectRef<BedrockGateway>>| -> Vec<String> {
+            found.into_iter().map(|reference| reference.name).collect()
+        };
+        let deployment_of = |gateway: &BedrockGateway, name: &str| {
+            names_workload(gateway, WorkloadKind::Deployment, name)
+        };
+        let stateful_set_of = |gateway: &BedrockGateway, name: &str| {
+            names_workload(gateway, WorkloadKind::StatefulSet, name)
+        };
+        assert_eq!(
+            names(gateways_naming(
+                &object("open-webui"),
+                &gateways,
+                deployment_of
+            )),
+            ["wired"]
+        );
+        assert_eq!(
+            names(gateways_naming(
+                &object("open-webui"),
+                &gateways,
+                stateful_set_of
+            )),
+            ["stateful"]
+        );
+        assert_eq!(
+            names(gateways_naming(
+                &object("shared-key"),
+                &gateways,
+                names_secret
+            )),
+            ["wired"]
+        );
+        assert_eq!(
+            names(gateways_naming(
+                &object("plain-bedrock-gateway-api-key"),
+                &gateways,
+                names_secret
+            )),
+            ["plain"],
+            "a generated key Secret recreated without its owner still counts"
+        );
+        assert!(gateways_naming(&object("unrelated"), &gateways, names_secret).is_empty());
+    }
+
+    #[test]
+    fn watch_pauses_stay_short_and_start_over_after_a_reset() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = WatchBackoff::default();
+        let pauses: Vec<u128> = backoff.by_ref().take(6).map(|d| d.as_millis()).collect();
+        assert_eq!(pauses, [250, 500, 1000, 2000, 2000, 2000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(Duration::from_millis(250)));
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {
@@ -587,6 +1073,15 @@ mod tests {
             .collect();
         assert_eq!(delays, [1, 2, 4, 8, 256, 256, 256]);
         assert_eq!(backoff(0).as_secs(), 1);
+    }
+
+    #[test]
+    fn open_webui_retries_start_at_five_seconds_and_stop_growing_at_five_minutes() {
+        let delays: Vec<u64> = [0, 1, 2, 3, 6, 7, 8, 100]
+            .iter()
+            .map(|n| open_webui_backoff(*n).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 5, 10, 20, 160, 300, 300, 300]);
     }
 
     #[test]

@@ -142,6 +142,14 @@ pub struct ProxySettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub log_level: Option<String>,
+    /// Requests per minute each API key may make; unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub key_requests_per_minute: Option<u32>,
+    /// Streaming completions each API key may have open at once; unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub key_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -154,10 +162,23 @@ pub struct GuardrailRef {
     pub version: String,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// URLs Open WebUI is given: `http` or `https`, a host, an optional port and
+/// path, no query, no fragment and no trailing `/` (Open WebUI breaks on one).
+const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s?#]*[^\s/?#])?$";
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.workloadRef) || has(self.adminApi)").message("openWebUI needs workloadRef (environment wiring), adminApi (registration through the admin API), or both"),
+    validation = Rule::new("has(self.workloadRef) || !has(self.mode) || self.mode == 'env'").message("openWebUI.mode sidecar needs openWebUI.workloadRef"),
+    validation = Rule::new("has(self.workloadRef) || !has(self.adminApi) || has(self.adminApi.url)").message("openWebUI.adminApi.url is required without openWebUI.workloadRef (it defaults to the Service in front of the workload)"),
+    validation = Rule::new("!has(self.gatewayUrl) || !has(self.mode) || self.mode == 'env'").message("openWebUI.gatewayUrl does not apply to sidecar mode (Open WebUI reaches the sidecar on localhost)"),
+)]
 pub struct OpenWebUiSpec {
-    pub workload_ref: WorkloadRef,
+    /// The Open WebUI Deployment or StatefulSet whose environment is wired
+    /// (read by Open WebUI on its first start only; see `adminApi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<WorkloadRef>,
     /// `env` (default): add this gateway to the workload's
     /// `OPENAI_API_BASE_URLS`/`OPENAI_API_KEYS`. `sidecar`: run the proxy
     /// inside the Open WebUI pod, listening on localhost.
@@ -170,6 +191,53 @@ pub struct OpenWebUiSpec {
     /// settings changed in the admin UI then last only until the next restart.
     #[serde(default)]
     pub env_overrides_database: bool,
+    /// The gateway's base URL as Open WebUI reaches it, when not the
+    /// gateway's in-cluster Service URL (`status.url`), e.g. through an
+    /// ingress. Used by the environment wiring and the admin API alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = HTTP_URL_PATTERN), length(max = 2048))]
+    pub gateway_url: Option<String>,
+    /// Register the gateway through Open WebUI's admin API, which stores the
+    /// connection in Open WebUI's database: it takes effect on an existing
+    /// install, at once and for every replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_api: Option<OpenWebUiAdminApi>,
+    /// Use the gateway for Open WebUI's document embeddings (RAG), through
+    /// the environment (`RAG_*` variables) and, with `adminApi`, the admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<OpenWebUiEmbeddings>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenWebUiAdminApi {
+    /// Open WebUI's base URL, as the operator reaches it, e.g.
+    /// `http://open-webui.open-webui.svc.cluster.local`. Defaults to the
+    /// Service in the gateway's namespace that selects the pods of `workloadRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = HTTP_URL_PATTERN), length(max = 2048))]
+    pub url: Option<String>,
+    /// A Secret key, in the gateway's namespace, holding an API key (`sk-...`)
+    /// or a token of an Open WebUI admin.
+    pub api_key_secret_ref: SecretKeyRef,
+    /// Open WebUI lists the gateway's models as `<prefixId>.<model id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
+    pub prefix_id: Option<String>,
+    /// Only these models (ids as the gateway lists them, without the prefix)
+    /// appear in Open WebUI; all of the gateway's models when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub model_ids: Vec<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenWebUiEmbeddings {
+    /// The embedding model, as the gateway names it, e.g.
+    /// `amazon.titan-embed-text-v2:0` or `cohere.embed-multilingual-v3`.
+    #[schemars(length(min = 1, max = 256))]
+    pub model: String,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -270,8 +338,69 @@ mod tests {
         .unwrap();
         let open_web_ui = spec.open_web_ui.unwrap();
         assert_eq!(open_web_ui.mode, WiringMode::Env);
-        assert_eq!(open_web_ui.workload_ref.kind, WorkloadKind::Deployment);
+        assert_eq!(
+            open_web_ui.workload_ref.unwrap().kind,
+            WorkloadKind::Deployment
+        );
+        assert_eq!(open_web_ui.admin_api, None);
         assert_eq!(spec.replicas, None);
         assert!(!spec.metrics.service_monitor);
+    }
+
+    #[test]
+    fn the_admin_api_and_embeddings_are_in_the_schema_with_their_rules() {
+        let crd = serde_json::to_value(BedrockGateway::crd()).unwrap();
+        let open_web_ui = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["openWebUI"];
+        assert!(
+            open_web_ui.get("required").is_none(),
+            "workloadRef is optional"
+        );
+        let admin = &open_web_ui["properties"]["adminApi"];
+        assert_eq!(admin["required"], serde_json::json!(["apiKeySecretRef"]));
+        assert_eq!(
+            admin["properties"]["prefixId"]["pattern"],
+            "^[A-Za-z0-9_-]{1,64}$"
+        );
+        assert_eq!(
+            open_web_ui["properties"]["embeddings"]["required"],
+            serde_json::json!(["model"])
+        );
+        let rules: Vec<&str> = open_web_ui["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rule| rule["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules.len(), 4);
+        assert!(rules[0].contains("has(self.adminApi)"));
+        assert_eq!(admin["properties"]["url"]["pattern"], HTTP_URL_PATTERN);
+    }
+
+    #[test]
+    fn a_spec_with_only_the_admin_api_deserialises() {
+        let spec: BedrockGatewaySpec = serde_json::from_value(serde_json::json!({
+            "region": "us-east-1",
+            "openWebUI": {
+                "gatewayUrl": "https://bedrock.example.com/v1",
+                "adminApi": {
+                    "url": "http://open-webui.ai.svc.cluster.local",
+                    "apiKeySecretRef": {"name": "open-webui-admin", "key": "api-key"},
+                    "prefixId": "bedrock",
+                    "modelIds": ["gpt-4o"]
+                },
+                "embeddings": {"model": "amazon.titan-embed-text-v2:0"}
+            }
+        }))
+        .unwrap();
+        let open_web_ui = spec.open_web_ui.unwrap();
+        assert_eq!(open_web_ui.workload_ref, None);
+        let admin = open_web_ui.admin_api.unwrap();
+        assert_eq!(admin.api_key_secret_ref.name, "open-webui-admin");
+        assert_eq!(admin.model_ids, ["gpt-4o"]);
+        assert_eq!(
+            open_web_ui.embeddings.unwrap().model,
+            "amazon.titan-embed-text-v2:0"
+        );
     }
 }

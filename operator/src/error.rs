@@ -1,5 +1,6 @@
 //! The operator's one error type.
 
+use crate::openwebui_admin::AdminApiError;
 use crate::wiring::WiringError;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,10 +11,14 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("Open WebUI wiring: {0}")]
     Wiring(#[from] WiringError),
+    #[error("Open WebUI admin API: {0}")]
+    OpenWebUi(#[from] AdminApiError),
     #[error("serialisation: {0}")]
     Serialisation(#[from] serde_json::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("the reconcile did not finish within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -23,8 +28,10 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Finalizer(_) => "finalizer",
             Error::Wiring(_) => "wiring",
+            Error::OpenWebUi(_) => "open_webui",
             Error::Serialisation(_) => "serialisation",
             Error::Invalid(_) => "invalid",
+            Error::Timeout(_) => "timeout",
         }
     }
 }

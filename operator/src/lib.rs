@@ -8,6 +8,7 @@ pub mod crd;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod openwebui_admin;
 pub mod resources;
 pub mod telemetry;
 pub mod wiring;

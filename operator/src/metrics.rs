@@ -1,7 +1,8 @@
 //! Prometheus metrics of the operator.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone)]
@@ -10,6 +11,8 @@ pub struct Metrics {
     pub reconciliations: IntCounterVec,
     pub failures: IntCounterVec,
     pub reconcile_duration: HistogramVec,
+    /// Failed list or watch requests; the watches retry with a backoff.
+    pub watch_errors: IntCounter,
     pub leader: IntGauge,
 }
 
@@ -37,16 +40,22 @@ impl Metrics {
             ]),
             &["resource"],
         )?;
+        let watch_errors = IntCounter::new(
+            "watch_errors_total",
+            "Failed list or watch requests to the API server (retried with a backoff).",
+        )?;
         let leader = IntGauge::new("leader", "1 while this replica holds the leader lease.")?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         Ok(Self {
             registry,
             reconciliations,
             failures,
             reconcile_duration,
+            watch_errors,
             leader,
         })
     }
@@ -77,12 +86,14 @@ mod tests {
             .reconcile_duration
             .with_label_values(&["BedrockGateway"])
             .observe(0.1);
+        metrics.watch_errors.inc();
         metrics.leader.set(1);
         let text = String::from_utf8(metrics.render()).unwrap();
         for line in [
             "bedrock_gateway_operator_reconciliations_total{resource=\"BedrockGateway\"} 1",
             "bedrock_gateway_operator_reconcile_failures_total{error=\"kube\",resource=\"BedrockGateway\"} 1",
             "bedrock_gateway_operator_reconcile_duration_seconds_count{resource=\"BedrockGateway\"} 1",
+            "bedrock_gateway_operator_watch_errors_total 1",
             "bedrock_gateway_operator_leader 1",
         ] {
             assert!(text.contains(line), "{line} missing in {text}");

@@ -202,6 +202,12 @@ pub fn proxy_args(
         args.push(format!("--guardrail-id={}", guardrail.id));
         args.push(format!("--guardrail-version={}", guardrail.version));
     }
+    if let Some(limit) = spec.proxy.key_requests_per_minute {
+        args.push(format!("--key-requests-per-minute={limit}"));
+    }
+    if let Some(limit) = spec.proxy.key_max_concurrent_streams {
+        args.push(format!("--key-max-concurrent-streams={limit}"));
+    }
     args
 }
 
@@ -393,9 +399,17 @@ pub fn deployment(gateway: &BedrockGateway, image: &str, secret_data_digest: &st
                     automount_service_account_token: Some(false),
                     containers: vec![container],
                     volumes: Some(vec![key_volume(gateway)]),
+                    // The restricted Pod Security Standard, at pod level too,
+                    // so it also covers containers that admission injects.
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
+                        run_as_user: Some(NONROOT_UID),
+                        run_as_group: Some(NONROOT_UID),
                         fs_group: Some(NONROOT_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     termination_grace_period_seconds: Some(45),
@@ -545,6 +559,54 @@ mod tests {
         assert_eq!(account.metadata.namespace.as_deref(), Some("ai"));
     }
 
+    /// The restricted Pod Security Standard, plus a read-only root, no API
+    /// token and a memory limit, for the proxy pod and the sidecar container.
+    #[test]
+    fn the_proxy_pod_meets_the_restricted_pod_security_standard() {
+        let deployment = deployment(&gateway(basic()), "registry/proxy:1", "digest");
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        // IRSA and Pod Identity inject their own projected token volumes; the
+        // proxy never calls the Kubernetes API.
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let pod_security = pod.security_context.as_ref().unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_eq!(pod_security.run_as_user, Some(NONROOT_UID));
+        assert_eq!(
+            pod_security
+                .seccomp_profile
+                .as_ref()
+                .map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+        let sidecar = proxy_container(&gateway(basic()), "registry/proxy:1", true);
+        for container in [&pod.containers[0], &sidecar] {
+            let security = container.security_context.as_ref().unwrap();
+            assert_eq!(security.run_as_non_root, Some(true));
+            assert_ne!(security.run_as_user, Some(0));
+            assert_eq!(security.read_only_root_filesystem, Some(true));
+            assert_eq!(security.allow_privilege_escalation, Some(false));
+            assert_eq!(security.privileged, None);
+            let capabilities = security.capabilities.as_ref().unwrap();
+            assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+            assert_eq!(capabilities.add, None);
+            assert_eq!(
+                security.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                Some("RuntimeDefault")
+            );
+            let resources = container.resources.as_ref().unwrap();
+            assert!(resources.limits.as_ref().unwrap().contains_key("memory"));
+            assert!(resources.requests.as_ref().unwrap().contains_key("cpu"));
+            assert!(
+                container
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .all(|mount| mount.read_only == Some(true))
+            );
+        }
+    }
+
     #[test]
     fn the_deployment_is_locked_down_and_probed() {
         let deployment = deployment(&gateway(basic()), "registry/proxy:1", "digest");
@@ -646,6 +708,8 @@ mod tests {
             id: "gr".into(),
             version: "2".into(),
         });
+        spec.proxy.key_requests_per_minute = Some(120);
+        spec.proxy.key_max_concurrent_streams = Some(8);
         let args = proxy_args(&gateway(spec), SIDECAR_PORT, SIDECAR_METRICS_PORT, true);
         for expected in [
             "--listen=127.0.0.1:8089",
@@ -657,6 +721,8 @@ mod tests {
             "--prompt-caching",
             "--guardrail-id=gr",
             "--guardrail-version=2",
+            "--key-requests-per-minute=120",
+            "--key-max-concurrent-streams=8",
         ] {
             assert!(
                 args.contains(&expected.to_owned()),

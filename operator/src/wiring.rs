@@ -6,11 +6,16 @@
 //! a variable of the gateway's own reads it from the Secret, and the keys list
 //! refers to it with Kubernetes' `$(VAR)` expansion, which only sees variables
 //! defined earlier in the list, so the keys list is kept last.
+//!
+//! With `openWebUI.embeddings` the gateway also becomes Open WebUI's RAG
+//! embedding engine through the `RAG_*` variables (the key again from the Secret).
+//! Open WebUI reads all of these on its first start only; `openwebui_admin`
+//! changes a running install.
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, PodSpec, SecretKeySelector};
 use serde::{Deserialize, Serialize};
 
-use crate::crd::{BedrockGateway, WiringMode};
+use crate::crd::{BedrockGateway, OpenWebUiEmbeddings, WiringMode};
 use crate::resources::{self, GatewayNames, PROXY_CONTAINER};
 
 pub const URLS_VAR: &str = "OPENAI_API_BASE_URLS";
@@ -18,6 +23,13 @@ pub const KEYS_VAR: &str = "OPENAI_API_KEYS";
 const SINGLE_URL_VAR: &str = "OPENAI_API_BASE_URL";
 const SINGLE_KEY_VAR: &str = "OPENAI_API_KEY";
 pub const PERSISTENT_CONFIG_VAR: &str = "ENABLE_PERSISTENT_CONFIG";
+pub const RAG_ENGINE_VAR: &str = "RAG_EMBEDDING_ENGINE";
+pub const RAG_URL_VAR: &str = "RAG_OPENAI_API_BASE_URL";
+pub const RAG_KEY_VAR: &str = "RAG_OPENAI_API_KEY";
+pub const RAG_MODEL_VAR: &str = "RAG_EMBEDDING_MODEL";
+/// Open WebUI's name for an OpenAI-compatible embedding engine.
+pub const RAG_ENGINE_OPENAI: &str = "openai";
+const RAG_VARS: [&str; 4] = [RAG_ENGINE_VAR, RAG_URL_VAR, RAG_KEY_VAR, RAG_MODEL_VAR];
 /// Annotation (on the workload, not its pod template) recording what a gateway added.
 pub const WIRING_ANNOTATION_PREFIX: &str = "bedrock-gateway.io/wiring.";
 
@@ -31,6 +43,10 @@ pub enum WiringError {
         "{0} is set from a ConfigMap or Secret; the gateway cannot add itself to it (set it as a plain value, or use the admin API wiring)"
     )]
     NotAPlainValue(&'static str),
+    #[error(
+        "{0} is already set on the Open WebUI container; remove it there, or drop openWebUI.embeddings"
+    )]
+    EmbeddingsAlreadySet(String),
 }
 
 /// What a gateway added to a workload, so that exactly that can be removed.
@@ -46,6 +62,22 @@ pub struct WiringRecord {
     /// The gateway set `ENABLE_PERSISTENT_CONFIG=False`.
     #[serde(default)]
     pub set_persistent_config: bool,
+    /// The gateway set the `RAG_*` embedding variables.
+    #[serde(default)]
+    pub embeddings: bool,
+}
+
+/// The gateway's base URL as Open WebUI reaches it: the sidecar on
+/// localhost, `openWebUI.gatewayUrl`, or the in-cluster Service URL.
+pub fn open_webui_gateway_url(gateway: &BedrockGateway) -> String {
+    let spec = gateway.spec.open_web_ui.as_ref();
+    if spec.is_some_and(|spec| spec.mode == WiringMode::Sidecar) {
+        return resources::sidecar_url();
+    }
+    spec.and_then(|spec| spec.gateway_url.as_deref())
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| resources::service_url(gateway))
 }
 
 pub fn annotation_key(gateway: &BedrockGateway) -> String {
@@ -128,6 +160,14 @@ fn set_value(env: &mut Vec<EnvVar>, name: &str, value: String) {
     }
 }
 
+fn set_secret_env(env: &mut Vec<EnvVar>, name: &str, secret: &str, key: &str) {
+    let wanted = secret_env(name, secret, key);
+    match env.iter_mut().find(|var| var.name == name) {
+        Some(var) => *var = wanted,
+        None => env.push(wanted),
+    }
+}
+
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -195,10 +235,7 @@ pub fn wire_env(
     urls.push(url.to_owned());
     keys.push(format!("$({key_var})"));
     set_value(env, URLS_VAR, urls.join(";"));
-    match env.iter_mut().find(|var| var.name == key_var) {
-        Some(var) => *var = secret_env(key_var, secret, secret_key),
-        None => env.push(secret_env(key_var, secret, secret_key)),
-    }
+    set_secret_env(env, key_var, secret, secret_key);
     // `$(VAR)` only sees variables defined earlier: the keys list must come
     // after the key variable; it is moved only when it does not.
     let key_position = env.iter().position(|var| var.name == key_var);
@@ -226,6 +263,9 @@ pub fn unwire_env(container: &mut Container, record: &WiringRecord) -> Result<()
     let env = container.env.get_or_insert_with(Vec::new);
     if record.set_persistent_config {
         env.retain(|var| var.name != PERSISTENT_CONFIG_VAR);
+    }
+    if record.embeddings {
+        env.retain(|var| !RAG_VARS.contains(&var.name.as_str()));
     }
     let (urls, keys, _, _) = lists_without(env, &record.url)?;
     env.retain(|var| var.name != record.key_var);
@@ -256,18 +296,17 @@ pub fn wire(
     let names = GatewayNames::of(gateway);
     let secret_key = resources::api_key_secret_key(gateway);
     let key_var = key_var(gateway);
-    let url = match spec.mode {
-        WiringMode::Env => {
-            remove_sidecar(pod, gateway);
-            resources::service_url(gateway)
-        }
-        WiringMode::Sidecar => {
-            add_sidecar(pod, gateway, proxy_image);
-            resources::sidecar_url()
-        }
-    };
+    match spec.mode {
+        WiringMode::Env => remove_sidecar(pod, gateway),
+        WiringMode::Sidecar => add_sidecar(pod, gateway, proxy_image),
+    }
+    let url = open_webui_gateway_url(gateway);
     // A mode switch leaves the old URL behind unless it is taken out first.
-    let container = find_container(pod, spec.workload_ref.container.as_deref())?;
+    let wanted_container = spec
+        .workload_ref
+        .as_ref()
+        .and_then(|reference| reference.container.as_deref());
+    let container = find_container(pod, wanted_container)?;
     if let Some(old) = previous.filter(|old| old.url != url) {
         unwire_env(container, old)?;
     }
@@ -286,6 +325,13 @@ pub fn wire(
     } else if had_override {
         env.retain(|var| var.name != PERSISTENT_CONFIG_VAR);
     }
+    let embeddings = wire_embeddings(
+        env,
+        spec.embeddings.as_ref(),
+        &url,
+        (&names.secret, &secret_key),
+        previous.is_some_and(|record| record.embeddings),
+    )?;
     Ok(WiringRecord {
         mode: spec.mode,
         container: container.name.clone(),
@@ -294,7 +340,34 @@ pub fn wire(
         created_urls,
         created_keys,
         set_persistent_config: spec.env_overrides_database,
+        embeddings,
     })
+}
+
+/// Sets (or, once no longer wanted, removes) the `RAG_*` variables that make
+/// the gateway Open WebUI's embedding engine. Variables the gateway did not
+/// set itself are never overwritten. Returns whether they are set.
+fn wire_embeddings(
+    env: &mut Vec<EnvVar>,
+    embeddings: Option<&OpenWebUiEmbeddings>,
+    url: &str,
+    (secret, secret_key): (&str, &str),
+    owned: bool,
+) -> Result<bool, WiringError> {
+    let Some(embeddings) = embeddings else {
+        if owned {
+            env.retain(|var| !RAG_VARS.contains(&var.name.as_str()));
+        }
+        return Ok(false);
+    };
+    if !owned && let Some(existing) = env.iter().find(|var| RAG_VARS.contains(&var.name.as_str())) {
+        return Err(WiringError::EmbeddingsAlreadySet(existing.name.clone()));
+    }
+    set_value(env, RAG_ENGINE_VAR, RAG_ENGINE_OPENAI.to_owned());
+    set_value(env, RAG_URL_VAR, url.to_owned());
+    set_secret_env(env, RAG_KEY_VAR, secret, secret_key);
+    set_value(env, RAG_MODEL_VAR, embeddings.model.clone());
+    Ok(true)
 }
 
 /// Takes the gateway out of a pod template.
@@ -352,12 +425,12 @@ mod tests {
             BedrockGatewaySpec {
                 region: "us-east-1".into(),
                 open_web_ui: Some(OpenWebUiSpec {
-                    workload_ref: WorkloadRef {
+                    workload_ref: Some(WorkloadRef {
                         name: "open-webui".into(),
                         ..WorkloadRef::default()
-                    },
+                    }),
                     mode,
-                    env_overrides_database: false,
+                    ..OpenWebUiSpec::default()
                 }),
                 ..BedrockGatewaySpec::default()
             },
@@ -617,10 +690,116 @@ mod tests {
             .as_mut()
             .unwrap()
             .workload_ref
+            .as_mut()
+            .unwrap()
             .container = Some("nope".into());
         assert!(matches!(
             wire(&mut pod(vec![]), &named, "img", None).unwrap_err(),
             WiringError::ContainerNotFound(_)
         ));
+    }
+
+    fn secret_ref_of(pod: &PodSpec, name: &str) -> Option<(String, String)> {
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|var| var.name == name)
+            .and_then(|var| var.value_from.as_ref()?.secret_key_ref.as_ref())
+            .map(|selector| (selector.name.clone(), selector.key.clone()))
+    }
+
+    #[test]
+    fn embeddings_point_open_webuis_rag_at_the_gateway_and_go_with_it() {
+        let mut gateway = gateway(WiringMode::Env);
+        gateway.spec.open_web_ui.as_mut().unwrap().embeddings = Some(OpenWebUiEmbeddings {
+            model: "amazon.titan-embed-text-v2:0".into(),
+        });
+        let original = pod(vec![var("WEBUI_NAME", "x")]);
+        let mut template = original.clone();
+        let record = wire(&mut template, &gateway, "img", None).unwrap();
+        assert!(record.embeddings);
+        assert_eq!(value(&template, RAG_ENGINE_VAR).as_deref(), Some("openai"));
+        assert_eq!(value(&template, RAG_URL_VAR).as_deref(), Some(URL));
+        assert_eq!(
+            value(&template, RAG_MODEL_VAR).as_deref(),
+            Some("amazon.titan-embed-text-v2:0")
+        );
+        assert_eq!(value(&template, RAG_KEY_VAR), None, "never in plain text");
+        assert_eq!(
+            secret_ref_of(&template, RAG_KEY_VAR),
+            Some(("team-a-bedrock-gateway-api-key".into(), "api-key".into()))
+        );
+        let once = template.clone();
+        assert_eq!(
+            wire(&mut template, &gateway, "img", Some(&record)).unwrap(),
+            record
+        );
+        assert_eq!(template, once);
+        let mut without = gateway.clone();
+        without.spec.open_web_ui.as_mut().unwrap().embeddings = None;
+        let dropped = wire(&mut template, &without, "img", Some(&record)).unwrap();
+        assert!(!dropped.embeddings);
+        assert!(
+            template.containers[0]
+                .env
+                .iter()
+                .flatten()
+                .all(|var| !var.name.starts_with("RAG_"))
+        );
+        let record = wire(&mut template, &gateway, "img", Some(&dropped)).unwrap();
+        unwire(&mut template, &gateway, &record).unwrap();
+        assert_eq!(template, original);
+    }
+
+    #[test]
+    fn embedding_settings_of_the_users_are_never_overwritten() {
+        let mut gateway = gateway(WiringMode::Env);
+        gateway.spec.open_web_ui.as_mut().unwrap().embeddings = Some(OpenWebUiEmbeddings {
+            model: "amazon.titan-embed-text-v2:0".into(),
+        });
+        let mut template = pod(vec![var(RAG_ENGINE_VAR, "ollama")]);
+        assert_eq!(
+            wire(&mut template, &gateway, "img", None).unwrap_err(),
+            WiringError::EmbeddingsAlreadySet(RAG_ENGINE_VAR.into())
+        );
+    }
+
+    #[test]
+    fn a_gateway_url_override_is_what_open_webui_gets() {
+        let mut gateway = gateway(WiringMode::Env);
+        let spec = gateway.spec.open_web_ui.as_mut().unwrap();
+        spec.gateway_url = Some("https://bedrock.example.com/v1/".into());
+        spec.embeddings = Some(OpenWebUiEmbeddings {
+            model: "cohere.embed-english-v3".into(),
+        });
+        assert_eq!(
+            open_webui_gateway_url(&gateway),
+            "https://bedrock.example.com/v1"
+        );
+        let mut template = pod(vec![]);
+        let record = wire(&mut template, &gateway, "img", None).unwrap();
+        assert_eq!(record.url, "https://bedrock.example.com/v1");
+        assert_eq!(
+            value(&template, URLS_VAR).as_deref(),
+            Some("https://bedrock.example.com/v1")
+        );
+        assert_eq!(
+            value(&template, RAG_URL_VAR).as_deref(),
+            Some("https://bedrock.example.com/v1")
+        );
+        // Back to the Service URL: the old entry is replaced, not kept.
+        gateway.spec.open_web_ui.as_mut().unwrap().gateway_url = None;
+        wire(&mut template, &gateway, "img", Some(&record)).unwrap();
+        assert_eq!(value(&template, URLS_VAR).as_deref(), Some(URL));
+        assert_eq!(value(&template, RAG_URL_VAR).as_deref(), Some(URL));
+        assert_eq!(
+            open_webui_gateway_url(&BedrockGateway::new("x", Default::default())),
+            "http://x-bedrock-gateway.default.svc.cluster.local/v1"
+        );
+        assert_eq!(
+            open_webui_gateway_url(&self::gateway(WiringMode::Sidecar)),
+            "http://127.0.0.1:8089/v1"
+        );
     }
 }

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-/// Writes a kubeconfig that trusts `ca_pem` and authenticates with a bearer token.
+/// Writes (unless it is already there) a kubeconfig that trusts `ca_pem` and authenticates with a bearer token.
 pub fn write(path: &Path, server_url: &str, ca_pem: &[u8], token: &str) -> Result<(), String> {
     let ca_data = BASE64.encode(ca_pem);
     let contents = format!(
@@ -30,6 +30,11 @@ contexts:
 current-context: envtest
 "
     );
+    // A restarted apiserver serves the same certificate: the file is left
+    // alone then, as clients may be reading it.
+    if std::fs::read_to_string(path).is_ok_and(|existing| existing == contents) {
+        return Ok(());
+    }
     std::fs::write(path, contents)
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }

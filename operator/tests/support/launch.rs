@@ -18,9 +18,44 @@ const ADMIN_USER: &str = "admin";
 /// Bound to cluster-admin by the apiserver's bootstrap RBAC policy.
 const ADMIN_GROUP: &str = "system:masters";
 
+const APISERVER: &str = "kube-apiserver";
+
 pub struct Launched {
     pub kubeconfig_path: PathBuf,
     pub processes: ProcessGroup,
+    pub apiserver: Apiserver,
+}
+
+/// What it takes to start kube-apiserver again exactly as before: the same
+/// port, etcd, certificates (its cert dir keeps the serving certificate, so
+/// the kubeconfig stays valid) and admin token.
+pub struct Apiserver {
+    binary: PathBuf,
+    args: Vec<String>,
+    kubeconfig_path: PathBuf,
+    server_url: String,
+    serving_cert: PathBuf,
+    token: String,
+}
+
+impl Apiserver {
+    /// Starts kube-apiserver and waits until it is ready. Call it only from a
+    /// thread that lives as long as the process should.
+    pub fn start(&self, processes: &mut ProcessGroup) -> Result<(), String> {
+        processes.spawn(APISERVER, Command::new(&self.binary).args(&self.args))?;
+        wait_until_ready(
+            processes,
+            &self.kubeconfig_path,
+            &self.server_url,
+            &self.serving_cert,
+            &self.token,
+        )
+    }
+
+    /// Kills kube-apiserver; etcd and its data stay.
+    pub fn kill(&self, processes: &mut ProcessGroup) -> Result<(), String> {
+        processes.kill(APISERVER)
+    }
 }
 
 /// Must run on a thread that lives as long as the control plane should.
@@ -57,9 +92,9 @@ pub fn launch(binaries: &Binaries) -> Result<Launched, String> {
     generate_signing_key(&signing_key)?;
     let cert_dir = scratch.join("certs");
 
-    processes.spawn(
-        "kube-apiserver",
-        Command::new(&binaries.kube_apiserver).args([
+    let apiserver = Apiserver {
+        binary: binaries.kube_apiserver.clone(),
+        args: vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".to_string(),
             "--advertise-address=127.0.0.1".to_string(),
@@ -77,21 +112,17 @@ pub fn launch(binaries: &Binaries) -> Result<Launched, String> {
             // Needs the token controller of kube-controller-manager, which does not run.
             "--disable-admission-plugins=ServiceAccount".to_string(),
             "--allow-privileged=true".to_string(),
-        ]),
-    )?;
-
-    let kubeconfig_path = scratch.join("kubeconfig");
-    let serving_cert = cert_dir.join("apiserver.crt");
-    wait_until_ready(
-        &mut processes,
-        &kubeconfig_path,
-        &server_url,
-        &serving_cert,
-        &token,
-    )?;
+        ],
+        kubeconfig_path: scratch.join("kubeconfig"),
+        server_url,
+        serving_cert: cert_dir.join("apiserver.crt"),
+        token,
+    };
+    apiserver.start(&mut processes)?;
     Ok(Launched {
-        kubeconfig_path,
+        kubeconfig_path: apiserver.kubeconfig_path.clone(),
         processes,
+        apiserver,
     })
 }
 

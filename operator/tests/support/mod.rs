@@ -105,6 +105,111 @@ impl ControlPlane {
     }
 }
 
+/// A control plane of one test's own, whose kube-apiserver the test can kill
+/// and start again on the same port while etcd keeps running with its data.
+/// Dropping it stops its processes and removes their scratch directory.
+pub struct DedicatedControlPlane {
+    plane: ControlPlane,
+    requests: Option<mpsc::Sender<Request>>,
+    keeper: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Request {
+    KillApiserver(tokio::sync::oneshot::Sender<Result<(), String>>),
+    StartApiserver(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+impl DedicatedControlPlane {
+    /// Starts etcd and kube-apiserver and waits until the apiserver is ready.
+    pub async fn start() -> Self {
+        let binaries = assets::locate().unwrap_or_else(|problem| panic!("{problem}"));
+        let (started, outcome) = tokio::sync::oneshot::channel();
+        let (requests, incoming) = mpsc::channel::<Request>();
+        // The processes get SIGKILL when the thread that started them ends, so
+        // this thread starts them, restarts the apiserver and lives until drop.
+        let keeper = std::thread::Builder::new()
+            .name("dedicated-control-plane".to_string())
+            .spawn(move || {
+                let mut launched = match launch::launch(&binaries) {
+                    Ok(launched) => launched,
+                    Err(problem) => {
+                        let _ = started.send(Err(problem));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(launched.kubeconfig_path.clone()));
+                while let Ok(request) = incoming.recv() {
+                    match request {
+                        Request::KillApiserver(reply) => {
+                            let _ = reply.send(launched.apiserver.kill(&mut launched.processes));
+                        }
+                        Request::StartApiserver(reply) => {
+                            let _ = reply.send(launched.apiserver.start(&mut launched.processes));
+                        }
+                    }
+                }
+            })
+            .unwrap_or_else(|error| panic!("cannot start the control plane thread: {error}"));
+        let kubeconfig_path = outcome
+            .await
+            .unwrap_or_else(|_| panic!("the control plane thread ended without a word"))
+            .unwrap_or_else(|problem| panic!("no control plane for the test: {problem}"));
+        Self {
+            plane: ControlPlane { kubeconfig_path },
+            requests: Some(requests),
+            keeper: Some(keeper),
+        }
+    }
+
+    /// Kills kube-apiserver (SIGKILL, as a crash would); etcd keeps running.
+    pub async fn kill_apiserver(&self) {
+        self.ask(Request::KillApiserver)
+            .await
+            .unwrap_or_else(|problem| panic!("cannot kill kube-apiserver: {problem}"));
+    }
+
+    /// Starts kube-apiserver again with the same port, storage and
+    /// credentials, and waits until it is ready.
+    pub async fn start_apiserver(&self) {
+        self.ask(Request::StartApiserver)
+            .await
+            .unwrap_or_else(|problem| panic!("cannot restart kube-apiserver: {problem}"));
+    }
+
+    async fn ask(
+        &self,
+        request: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> Request,
+    ) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests
+            .as_ref()
+            .ok_or("the control plane is stopped")?
+            .send(request(reply))
+            .map_err(|_| "the control plane thread is gone".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the control plane thread did not answer".to_string())?
+    }
+}
+
+impl std::ops::Deref for DedicatedControlPlane {
+    type Target = ControlPlane;
+
+    fn deref(&self) -> &ControlPlane {
+        &self.plane
+    }
+}
+
+impl Drop for DedicatedControlPlane {
+    fn drop(&mut self) {
+        // Closing the channel ends the keeper thread, which stops the processes.
+        drop(self.requests.take());
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
+
 fn start_or_reuse() -> Result<ControlPlane, String> {
     if let Some(path) = std::env::var_os(KUBECONFIG_ENV).filter(|path| !path.is_empty()) {
         let kubeconfig_path = PathBuf::from(path);

@@ -3,7 +3,7 @@
 //! (`PR_SET_PDEATHSIG`), and an exit handler stops them and removes the scratch
 //! directory when the binary exits normally.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -47,7 +47,11 @@ impl ProcessGroup {
     /// a thread that lives as long as the process should.
     pub fn spawn(&mut self, name: &'static str, command: &mut Command) -> Result<(), String> {
         let log = self.scratch().join(format!("{name}.log"));
-        let log_file = File::create(&log)
+        // Appended to, so a restarted process keeps the log of its predecessor.
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
             .map_err(|error| format!("cannot create {}: {error}", log.display()))?;
         let log_copy = log_file
             .try_clone()
@@ -88,6 +92,26 @@ impl ProcessGroup {
             .map(|named| format!("--- {} ---\n{}", named.name, log_tail(&named.log)))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Kills the process started as `name` (SIGKILL, as a crash would) and
+    /// waits until it is gone; the others keep running.
+    pub fn kill(&mut self, name: &str) -> Result<(), String> {
+        let index = self
+            .children
+            .iter()
+            .position(|named| named.name == name)
+            .ok_or_else(|| format!("no running process named {name}"))?;
+        let mut named = self.children.remove(index);
+        named
+            .child
+            .kill()
+            .map_err(|error| format!("cannot kill {name}: {error}"))?;
+        named
+            .child
+            .wait()
+            .map_err(|error| format!("cannot wait for {name}: {error}"))?;
+        Ok(())
     }
 
     fn stop(&mut self) {
