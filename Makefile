@@ -25,7 +25,7 @@ test-chart:
 
 ## Dockerfile checks, with the release builds the Dockerfiles run.
 test-images:
-	scripts/test-images.sh --release-build
+	scripts/test-images.sh
 
 ## Regenerate crds/ and the chart's copy from the Rust types.
 crds:

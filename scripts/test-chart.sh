@@ -103,6 +103,20 @@ refuse default '^kind: Role$' "a Lease Role without leader election"
 refuse default '^kind: (ServiceMonitor|BedrockGateway|ConfigMap)$' "an optional object rendered by default"
 expect default 'readOnlyRootFilesystem: true' "a writable root filesystem"
 expect default 'runAsNonRoot: true' "no runAsNonRoot"
+# The operator pod meets the restricted Pod Security Standard and has a memory limit.
+python3 - "$WORK/default.yaml" <<'PY'
+import re, sys
+documents = open(sys.argv[1]).read().split("\n---\n")
+deployment = next(d for d in documents if re.search(r"^kind: Deployment$", d, re.M))
+for pattern, what in [
+    (r"allowPrivilegeEscalation: false", "privilege escalation allowed"),
+    (r"drop:\n +- ALL\n", "capabilities not all dropped"),
+    (r"seccompProfile:\n +type: RuntimeDefault", "no RuntimeDefault seccomp profile"),
+    (r"limits:\n +memory: ", "no memory limit"),
+]:
+    if not re.search(pattern, deployment):
+        sys.exit(f"default: operator Deployment: {what}")
+PY
 expect default 'image: "ghcr.io/bedrock-gateway/bedrock-gateway-operator:0.1.0"' "operator image not from appVersion"
 expect default -- '--proxy-image=ghcr.io/bedrock-gateway/bedrock-gateway-proxy:0.1.0' "proxy image not from appVersion"
 expect high-availability '--leader-election$' "no leader election with 3 replicas"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, lints, Rust unit and
-# integration tests, and the end-to-end suite driven by the official OpenAI
-# and AWS Python clients against the real binaries.
+# integration tests, the end-to-end suite driven by the official OpenAI
+# and AWS Python clients against the real binaries, and the gateway behind a
+# real Open WebUI (tests/openwebui).
 # Then the Helm chart checks (scripts/test-chart.sh), the Dockerfile checks
 # (scripts/test-images.sh) and the local demo (scripts/demo.sh --once).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,13 +31,16 @@ ensure_venv
 step "End-to-end suite (openai SDK, botocore)"
 "$VENV_DIR/bin/python" -m pytest -q -p no:cacheprovider tests/e2e "$@"
 
+step "The gateway behind a real Open WebUI (slim, offline; installed once, then cached)"
+OPENWEBUI_BIN="$(scripts/openwebui.sh)"
+export OPENWEBUI_BIN BEDROCK_GATEWAY_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/bedrock-gateway-operator"
+"$VENV_DIR/bin/python" -m pytest -q -p no:cacheprovider tests/openwebui
+
 # The Helm chart: lint, template, server-side dry-run against kube-apiserver,
 # and the operator running under the chart's RBAC.
 scripts/test-chart.sh
 
-# The Dockerfiles; their release builds (about 15-27 min cold on 2 cores) run
-# with BEDROCK_GATEWAY_RELEASE_BUILD=1 or `make test-images`, kept out of the
-# default suite so it stays well inside the CI time budget.
+# The Dockerfiles, and the release builds they run (cached after the first run).
 scripts/test-images.sh
 
 step "The local demo, end to end (scripts/demo.sh --once on free ports)"
