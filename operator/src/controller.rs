@@ -15,8 +15,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ pub struct Settings {
 
 /// Gateways reconciled at the same time; bounds memory and the load on the
 /// API server when many gateways change at once.
-const RECONCILE_CONCURRENCY: u16 = 16;
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 pub struct Context {
     pub client: Client,
@@ -62,6 +62,10 @@ pub struct Context {
     /// Consecutive failed registrations in Open WebUI per gateway, for their backoff.
     open_webui_failures:
         std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, u32>>,
+    /// The generation of each gateway whose PodDisruptionBudget is known to be
+    /// absent (deleted or never made), so a gateway with one replica costs no
+    /// DELETE call on every reconcile.
+    budget_absent: std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, i64>>,
 }
 
 impl Context {
@@ -86,6 +90,7 @@ impl Context {
             failures: std::sync::Mutex::new(std::collections::HashMap::new()),
             open_webui: OpenWebUiClient::new(),
             open_webui_failures: std::sync::Mutex::new(std::collections::HashMap::new()),
+            budget_absent: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -572,8 +577,19 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
                     apply(client, &namespace, &budget).await?;
                 }
                 None => {
-                    delete_if_present::<PodDisruptionBudget>(client, &namespace, &names.base)
-                        .await?
+                    let reference = ObjectRef::from_obj(gateway.as_ref());
+                    let generation = gateway.metadata.generation.unwrap_or_default();
+                    let known_absent = ctx
+                        .budget_absent
+                        .lock()
+                        .is_ok_and(|absent| absent.get(&reference) == Some(&generation));
+                    if !known_absent {
+                        delete_if_present::<PodDisruptionBudget>(client, &namespace, &names.base)
+                            .await?;
+                        if let Ok(mut absent) = ctx.budget_absent.lock() {
+                            absent.insert(reference, generation);
+                        }
+                    }
                 }
             }
             Some(applied)
@@ -685,6 +701,9 @@ async fn cleanup(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Result<Acti
     unregister_from_open_webui(&ctx, &namespace, &gateway).await?;
     if let Ok(mut failures) = ctx.open_webui_failures.lock() {
         failures.remove(&ObjectRef::from_obj(gateway.as_ref()));
+    }
+    if let Ok(mut absent) = ctx.budget_absent.lock() {
+        absent.remove(&ObjectRef::from_obj(gateway.as_ref()));
     }
     if let Some(reference) = gateway
         .spec
@@ -896,11 +915,23 @@ pub async fn run(
     let namespace = ctx.settings.watch_namespace.clone();
     let namespace = namespace.as_deref();
     let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let builder = Controller::new(
+    let (gateways, writer) = reflector::store();
+    // A gateway is reconciled when its spec changes (generation, which its
+    // deletion bumps too) or its finalizers do, never for the status the
+    // reconcile itself just wrote: that would double every reconcile. The
+    // stored copies drop their managed fields, which nothing here reads.
+    let gateway_changes = watcher(
         scoped::<BedrockGateway>(&client, namespace),
         watcher::Config::default(),
+    )
+    .modify(|gateway| gateway.managed_fields_mut().clear())
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation.combine(predicates::finalizers),
+        Default::default(),
     );
-    let gateways = builder.store();
+    let builder = Controller::for_stream(gateway_changes, gateways.clone());
     let for_deployments = gateways.clone();
     let for_stateful_sets = gateways.clone();
     let for_secrets = gateways;

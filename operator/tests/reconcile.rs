@@ -40,10 +40,15 @@ where
 }
 
 /// Runs the controller for one namespace until the returned sender is
-/// dropped (tests run side by side, each with its own operator).
-async fn start_operator(client: &Client, namespace: &str) -> tokio::sync::oneshot::Sender<()> {
+/// dropped (tests run side by side, each with its own operator); also
+/// returns the operator's metrics.
+async fn start_operator(
+    client: &Client,
+    namespace: &str,
+) -> (tokio::sync::oneshot::Sender<()>, Metrics) {
     ControlPlane::shared().install_crds().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Metrics::new().unwrap();
     let ctx = Arc::new(Context::new(
         client.clone(),
         Settings {
@@ -51,13 +56,13 @@ async fn start_operator(client: &Client, namespace: &str) -> tokio::sync::onesho
             resync: Duration::from_secs(300),
             watch_namespace: Some(namespace.to_owned()),
         },
-        Metrics::new().unwrap(),
+        metrics.clone(),
         Some("test".into()),
     ));
     tokio::spawn(controller::run(ctx, async move {
         let _ = stopped.await;
     }));
-    stop
+    (stop, metrics)
 }
 
 fn open_webui(name: &str, env: Value) -> Deployment {
@@ -695,4 +700,95 @@ async fn leadership_passes_to_the_other_replica_when_the_leader_stops() {
         .await
         .expect("replica-b became leader");
     assert!(!first.try_acquire().await.unwrap(), "the old leader is out");
+}
+
+/// Only a change of the spec (or of the finalizers, or a deletion) makes the
+/// gateway itself a reason to reconcile: the status the reconcile writes, a
+/// status written by anyone else, and labels are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_label_changes_do_not_trigger_reconciles() {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await;
+    let namespace = plane.fresh_namespace("quiet").await;
+    let (_operator, metrics) = start_operator(&client, &namespace).await;
+    let reconciles = || {
+        metrics
+            .reconciliations
+            .with_label_values(&["BedrockGateway"])
+            .get()
+    };
+    let gateways: Api<BedrockGateway> = Api::namespaced(client.clone(), &namespace);
+    gateways
+        .create(
+            &PostParams::default(),
+            &gateway("quiet", json!({"region": "us-east-1"})),
+        )
+        .await
+        .unwrap();
+    eventually("the proxy Deployment exists", || async {
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt("quiet-bedrock-gateway")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    mark_available(&client, &namespace, "quiet-bedrock-gateway").await;
+    let ready = eventually("the gateway is Ready", || async {
+        let current = gateways.get("quiet").await.ok()?;
+        (condition(&current, "Ready")? == ("True".into(), "Ready".into())).then_some(current)
+    })
+    .await;
+    // Settled: nothing is left to do until the resync, minutes away.
+    let mut settled = reconciles();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = reconciles();
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+
+    let mut status = serde_json::to_value(ready.status.as_ref().unwrap()).unwrap();
+    status["readyReplicas"] = json!(7);
+    gateways
+        .patch_status(
+            "quiet",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .unwrap();
+    gateways
+        .patch(
+            "quiet",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "ai"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(reconciles(), settled, "a status or label change reconciled");
+
+    gateways
+        .patch(
+            "quiet",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    let edited = eventually("the spec change is reconciled", || async {
+        let current = gateways.get("quiet").await.ok()?;
+        let status = current.status.as_ref()?;
+        (status.observed_generation == current.metadata.generation).then_some(current)
+    })
+    .await;
+    assert!(reconciles() > settled);
+    assert_eq!(
+        edited.status.unwrap().ready_replicas,
+        1,
+        "the reconcile of the spec change wrote the status again"
+    );
 }

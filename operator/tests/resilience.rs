@@ -14,8 +14,7 @@
 mod support;
 
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -147,18 +146,10 @@ impl OperatorProcess {
     /// while it does not answer.
     async fn metric(&self, name: &str) -> Option<f64> {
         let address = self.metrics_address;
-        let body = tokio::task::spawn_blocking(move || scrape(address))
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || support::metric_sum(address, &name))
             .await
-            .ok()??;
-        Some(
-            body.lines()
-                .filter(|line| {
-                    line.strip_prefix(name)
-                        .is_some_and(|rest| rest.starts_with([' ', '{']))
-                })
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
+            .ok()?
     }
 
     fn log_tail(&self) -> String {
@@ -176,19 +167,6 @@ impl Drop for OperatorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn scrape(address: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: operator\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status_line = head.lines().next()?;
-    (status_line.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
 }
 
 fn gateway(name: &str, spec: Value) -> BedrockGateway {
