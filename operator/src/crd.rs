@@ -150,7 +150,20 @@ pub struct ProxySettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub key_max_concurrent_streams: Option<u32>,
+    /// Fetch `image_url` parts given as http(s) URLs (the default); `false`
+    /// accepts `data:` URLs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url_fetch: Option<bool>,
+    /// Networks that are not public (private, loopback, link-local, ...)
+    /// which image URLs may still reach, as CIDRs such as `10.20.0.0/16`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = CIDR_PATTERN)))]
+    pub image_url_allow_cidrs: Vec<String>,
 }
+
+/// An IPv4 or IPv6 network in CIDR notation; the proxy checks it fully.
+const CIDR_PATTERN: &str =
+    r"^([0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/[0-9]{1,3})$";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]

@@ -208,6 +208,15 @@ pub fn proxy_args(
     if let Some(limit) = spec.proxy.key_max_concurrent_streams {
         args.push(format!("--key-max-concurrent-streams={limit}"));
     }
+    if let Some(fetch) = spec.proxy.image_url_fetch {
+        args.push(format!("--image-url-fetch={fetch}"));
+    }
+    if !spec.proxy.image_url_allow_cidrs.is_empty() {
+        args.push(format!(
+            "--image-url-allow-cidr={}",
+            spec.proxy.image_url_allow_cidrs.join(",")
+        ));
+    }
     args
 }
 
@@ -710,6 +719,8 @@ mod tests {
         });
         spec.proxy.key_requests_per_minute = Some(120);
         spec.proxy.key_max_concurrent_streams = Some(8);
+        spec.proxy.image_url_fetch = Some(false);
+        spec.proxy.image_url_allow_cidrs = vec!["10.20.0.0/16".into(), "fd00::/8".into()];
         let args = proxy_args(&gateway(spec), SIDECAR_PORT, SIDECAR_METRICS_PORT, true);
         for expected in [
             "--listen=127.0.0.1:8089",
@@ -723,6 +734,8 @@ mod tests {
             "--guardrail-version=2",
             "--key-requests-per-minute=120",
             "--key-max-concurrent-streams=8",
+            "--image-url-fetch=false",
+            "--image-url-allow-cidr=10.20.0.0/16,fd00::/8",
         ] {
             assert!(
                 args.contains(&expected.to_owned()),

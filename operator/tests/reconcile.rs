@@ -180,6 +180,10 @@ async fn invalid_specs_are_refused_by_the_api_server() {
             "spec.openWebUI.workloadRef.kind",
         ),
         (json!({"aws": {}}), "spec.region"),
+        (
+            json!({"region": "us-east-1", "proxy": {"imageUrlAllowCidrs": ["10.0.0.0/8", "intranet"]}}),
+            "spec.proxy.imageUrlAllowCidrs[1]",
+        ),
     ];
     for (index, (spec, expected)) in cases.into_iter().enumerate() {
         let error = api
