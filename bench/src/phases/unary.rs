@@ -8,6 +8,7 @@ use crate::figures::{ms, rate, thousands};
 use crate::load::{self, ClosedLoopPlan, LoadOutcome, OpenLoopPlan};
 use crate::paths::Paths;
 use crate::phases::{SETTLE, progress};
+use crate::requests::PreparedRequest;
 use crate::results::{OpenLoopRun, UnaryResults};
 
 fn report_load(label: &str, outcome: &LoadOutcome) {
@@ -59,6 +60,40 @@ fn watched_processes(args: &Args) -> Vec<Watched> {
     });
     watched
 }
+/// The same open-loop load against the emulator directly, then through the gateway.
+async fn open_loop_run(
+    args: &Args,
+    paths: &Paths,
+    requests: (&Arc<PreparedRequest>, &Arc<PreparedRequest>),
+    offered: f64,
+    what: &str,
+    watched: &[Watched],
+) -> OpenLoopRun {
+    let open = OpenLoopPlan {
+        rate: offered,
+        connections: args.connections,
+        warmup: seconds(args.warmup_seconds),
+        duration: seconds(args.duration_seconds),
+    };
+    progress(&format!(
+        "open loop{what} at {} req/s over {} connections",
+        rate(open.rate),
+        open.connections
+    ));
+    let (direct_request, gateway_request) = requests;
+    let direct = load::open_loop(&paths.emulator, Arc::clone(direct_request), open, watched).await;
+    report_load("direct", &direct);
+    tokio::time::sleep(SETTLE).await;
+    let gateway = load::open_loop(&paths.gateway, Arc::clone(gateway_request), open, watched).await;
+    report_load("gateway", &gateway);
+    tokio::time::sleep(SETTLE).await;
+    OpenLoopRun {
+        rate: offered,
+        direct,
+        gateway,
+    }
+}
+
 pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
     let watched = watched_processes(args);
     let closed = ClosedLoopPlan {
@@ -68,40 +103,8 @@ pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
     };
     let mut open_runs = Vec::new();
     for &offered in &args.rates {
-        let open = OpenLoopPlan {
-            rate: offered,
-            connections: args.connections,
-            warmup: seconds(args.warmup_seconds),
-            duration: seconds(args.duration_seconds),
-        };
-        progress(&format!(
-            "open loop at {} req/s over {} connections",
-            rate(open.rate),
-            open.connections
-        ));
-        let direct = load::open_loop(
-            &paths.emulator,
-            Arc::clone(&paths.direct_unary),
-            open,
-            &watched,
-        )
-        .await;
-        report_load("direct", &direct);
-        tokio::time::sleep(SETTLE).await;
-        let gateway = load::open_loop(
-            &paths.gateway,
-            Arc::clone(&paths.gateway_unary),
-            open,
-            &watched,
-        )
-        .await;
-        report_load("gateway", &gateway);
-        tokio::time::sleep(SETTLE).await;
-        open_runs.push(OpenLoopRun {
-            rate: offered,
-            direct,
-            gateway,
-        });
+        let requests = (&paths.direct_unary, &paths.gateway_unary);
+        open_runs.push(open_loop_run(args, paths, requests, offered, "", &watched).await);
     }
 
     progress(&format!(
@@ -129,40 +132,9 @@ pub async fn run(args: &Args, paths: &Paths) -> UnaryResults {
 
     let mix = match args.mix_rate.or(args.rates.last().copied()) {
         Some(offered) if offered > 0.0 => {
-            let open = OpenLoopPlan {
-                rate: offered,
-                connections: args.connections,
-                warmup: seconds(args.warmup_seconds),
-                duration: seconds(args.duration_seconds),
-            };
-            progress(&format!(
-                "open loop with tools and an image at {} req/s over {} connections",
-                rate(open.rate),
-                open.connections
-            ));
-            let direct = load::open_loop(
-                &paths.emulator,
-                Arc::clone(&paths.direct_mix),
-                open,
-                &watched,
-            )
-            .await;
-            report_load("direct", &direct);
-            tokio::time::sleep(SETTLE).await;
-            let gateway = load::open_loop(
-                &paths.gateway,
-                Arc::clone(&paths.gateway_mix),
-                open,
-                &watched,
-            )
-            .await;
-            report_load("gateway", &gateway);
-            tokio::time::sleep(SETTLE).await;
-            Some(OpenLoopRun {
-                rate: offered,
-                direct,
-                gateway,
-            })
+            let requests = (&paths.direct_mix, &paths.gateway_mix);
+            let what = " with tools and an image";
+            Some(open_loop_run(args, paths, requests, offered, what, &watched).await)
         }
         _ => None,
     };
