@@ -1,46 +1,18 @@
 //! Embedding usage comes from Bedrock's own token counts: Titan's reply body,
 //! and for Cohere (whose body has none) the InvokeModel response header.
 
-use std::net::TcpListener;
+mod support;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
-use bedrock_emulator::{EmulatorConfig, RunningEmulator};
-use bedrock_gateway_proxy::config::Config;
-use bedrock_gateway_proxy::server::{self, RunningGateway};
+use bedrock_emulator::RunningEmulator;
+use bedrock_gateway_proxy::server::RunningGateway;
 use bedrock_gateway_proxy::translate::embeddings::estimated_tokens;
-use clap::Parser;
 use serde_json::{Value, json};
 
 const KEY: &str = "embedding-usage-key";
 
-fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
-}
-
 async fn start() -> (RunningEmulator, RunningGateway) {
-    let emulator = RunningEmulator::start(EmulatorConfig::default(), loopback())
-        .await
-        .expect("emulator starts");
-    let defaults = EmulatorConfig::default();
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(defaults.region.clone()))
-        .endpoint_url(emulator.endpoint_url())
-        .credentials_provider(Credentials::new(
-            defaults.access_key_id.clone(),
-            defaults.secret_access_key.clone(),
-            None,
-            None,
-            "integration-test",
-        ))
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let config =
-        Config::try_parse_from(["bedrock-gateway-proxy", "--api-keys", KEY]).expect("flags");
-    let gateway =
-        server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts");
+    let emulator = support::emulator().await;
+    let gateway = support::gateway(&emulator, &["--api-keys", KEY]).await;
     (emulator, gateway)
 }
 

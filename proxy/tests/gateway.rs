@@ -1,12 +1,11 @@
 //! The gateway over HTTP in front of the Bedrock emulator, both in-process,
 //! the AWS SDK for Rust between them.
 
-use std::net::TcpListener;
+mod support;
+
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use bedrock_gateway_proxy::config::Config;
 use bedrock_gateway_proxy::server::{self, RunningGateway};
@@ -14,38 +13,14 @@ use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use support::{emulator, loopback};
+
 const KEY: &str = "integration-key";
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 
-fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
-}
-
-async fn emulator() -> RunningEmulator {
-    RunningEmulator::start(EmulatorConfig::default(), loopback())
-        .await
-        .expect("emulator starts")
-}
-
 async fn gateway_with(emulator: &RunningEmulator, secret: &str, extra: &[&str]) -> RunningGateway {
-    let defaults = EmulatorConfig::default();
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(defaults.region.clone()))
-        .endpoint_url(emulator.endpoint_url())
-        .credentials_provider(Credentials::new(
-            defaults.access_key_id.clone(),
-            secret.to_owned(),
-            None,
-            None,
-            "integration-test",
-        ))
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let mut args = vec!["bedrock-gateway-proxy", "--api-keys", KEY, "--workers", "2"];
-    args.extend_from_slice(extra);
-    let config = Config::try_parse_from(args).expect("flags");
-    server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts")
+    let flags = [&["--api-keys", KEY, "--workers", "2"], extra].concat();
+    support::gateway_signing_with(emulator, secret, &flags).await
 }
 
 async fn gateway(emulator: &RunningEmulator) -> RunningGateway {

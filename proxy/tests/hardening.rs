@@ -2,60 +2,26 @@
 //! Bedrock emulator, both in-process, the AWS SDK for Rust between them.
 //! (The load tests with the real binaries are in tests/e2e/test_hardening.py.)
 
-use std::net::TcpListener;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
-use bedrock_emulator::{EmulatorConfig, RunningEmulator};
-use bedrock_gateway_proxy::config::Config;
-use bedrock_gateway_proxy::server::{self, RunningGateway};
-use clap::Parser;
+use bedrock_emulator::RunningEmulator;
+use bedrock_gateway_proxy::server::RunningGateway;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+
+use support::emulator;
 
 const KEY: &str = "hardening-key";
 const OTHER_KEY: &str = "hardening-other-key";
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
-}
-
-async fn emulator() -> RunningEmulator {
-    RunningEmulator::start(EmulatorConfig::default(), loopback())
-        .await
-        .expect("emulator starts")
-}
-
 async fn gateway(emulator: &RunningEmulator, extra: &[&str]) -> RunningGateway {
-    let defaults = EmulatorConfig::default();
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(defaults.region.clone()))
-        .endpoint_url(emulator.endpoint_url())
-        .credentials_provider(Credentials::new(
-            defaults.access_key_id.clone(),
-            defaults.secret_access_key.clone(),
-            None,
-            None,
-            "hardening-test",
-        ))
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
     let keys = format!("{KEY},{OTHER_KEY}");
-    let mut args = vec![
-        "bedrock-gateway-proxy",
-        "--api-keys",
-        keys.as_str(),
-        "--workers",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    let config = Config::try_parse_from(args).expect("flags");
-    server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts")
+    let flags = [&["--api-keys", keys.as_str(), "--workers", "2"], extra].concat();
+    support::gateway(emulator, &flags).await
 }
 
 fn chat(content: &str, stream: bool) -> Value {

@@ -4,22 +4,21 @@
 //! The image server listens on loopback, which the gateway refuses by default,
 //! so the tests that fetch from it allow `127.0.0.0/8` explicitly.
 
+mod support;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use base64::Engine;
-use bedrock_emulator::{EmulatorConfig, RunningEmulator};
-use bedrock_gateway_proxy::config::Config;
-use bedrock_gateway_proxy::server::{self, RunningGateway};
-use clap::Parser;
+use bedrock_emulator::RunningEmulator;
+use bedrock_gateway_proxy::server::RunningGateway;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Barrier;
+
+use support::emulator;
 
 const KEY: &str = "image-url-key";
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -192,35 +191,9 @@ async fn serve(
     socket.shutdown().await
 }
 
-fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
-}
-
-async fn emulator() -> RunningEmulator {
-    RunningEmulator::start(EmulatorConfig::default(), loopback())
-        .await
-        .expect("emulator starts")
-}
-
 async fn gateway(emulator: &RunningEmulator, extra: &[&str]) -> RunningGateway {
-    let defaults = EmulatorConfig::default();
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(defaults.region.clone()))
-        .endpoint_url(emulator.endpoint_url())
-        .credentials_provider(Credentials::new(
-            defaults.access_key_id.clone(),
-            defaults.secret_access_key.clone(),
-            None,
-            None,
-            "integration-test",
-        ))
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let mut args = vec!["bedrock-gateway-proxy", "--api-keys", KEY, "--workers", "2"];
-    args.extend_from_slice(extra);
-    let config = Config::try_parse_from(args).expect("flags");
-    server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts")
+    let flags = [&["--api-keys", KEY, "--workers", "2"], extra].concat();
+    support::gateway(emulator, &flags).await
 }
 
 fn image_chat(urls: &[String], stream: bool) -> Value {

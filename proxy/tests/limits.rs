@@ -4,16 +4,12 @@
 //! (or a closed connection) and leave the gateway serving, never a hang or a
 //! crashed worker.
 
-use std::net::TcpListener;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
-use bedrock_emulator::{EmulatorConfig, RunningEmulator};
-use bedrock_gateway_proxy::config::Config;
-use bedrock_gateway_proxy::server::{self, REQUEST_HEAD_TIMEOUT, RunningGateway};
-use clap::Parser;
+use bedrock_emulator::RunningEmulator;
+use bedrock_gateway_proxy::server::{REQUEST_HEAD_TIMEOUT, RunningGateway};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,10 +18,6 @@ const KEY: &str = "limits-key";
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 /// Far above anything a healthy gateway needs; only a hang reaches it.
 const GENEROUS: Duration = Duration::from_secs(60);
-
-fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
-}
 
 struct Harness {
     emulator: RunningEmulator,
@@ -38,28 +30,9 @@ impl Harness {
     }
 
     async fn start_with(extra: &[&str]) -> Self {
-        let emulator = RunningEmulator::start(EmulatorConfig::default(), loopback())
-            .await
-            .expect("emulator starts");
-        let defaults = EmulatorConfig::default();
-        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(defaults.region.clone()))
-            .endpoint_url(emulator.endpoint_url())
-            .credentials_provider(Credentials::new(
-                defaults.access_key_id.clone(),
-                defaults.secret_access_key.clone(),
-                None,
-                None,
-                "limits-test",
-            ))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .load()
-            .await;
-        let mut args = vec!["bedrock-gateway-proxy", "--api-keys", KEY, "--workers", "2"];
-        args.extend_from_slice(extra);
-        let config = Config::try_parse_from(args).expect("flags");
-        let gateway =
-            server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts");
+        let emulator = support::emulator().await;
+        let flags = [&["--api-keys", KEY, "--workers", "2"], extra].concat();
+        let gateway = support::gateway(&emulator, &flags).await;
         Harness { emulator, gateway }
     }
 

@@ -6,29 +6,22 @@
 //! stays fast) from a fixed seed unless `PROPTEST_RNG_SEED` is set; see
 //! docs/fuzzing.md for long runs.
 
-use std::net::TcpListener;
+mod support;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ContentBlockDelta, ContentBlockDeltaEvent, ContentBlockStart,
     ContentBlockStartEvent, ContentBlockStopEvent, ConversationRole, ConverseStreamMetadataEvent,
     ConverseStreamOutput, MessageStartEvent, MessageStopEvent, ReasoningContentBlockDelta,
     StopReason, SystemContentBlock, TokenUsage, ToolUseBlockDelta, ToolUseBlockStart,
 };
-use bedrock_emulator::{EmulatorConfig, RunningEmulator};
-use bedrock_gateway_proxy::config::Config;
 use bedrock_gateway_proxy::error::ApiError;
 use bedrock_gateway_proxy::openai::ChatCompletionChunk;
 use bedrock_gateway_proxy::routes::chat::sse_event;
-use bedrock_gateway_proxy::server;
 use bedrock_gateway_proxy::translate::request::{
     ConverseInput, TranslationSettings, parse_chat_request, to_converse_input,
 };
 use bedrock_gateway_proxy::translate::response::CompletionMeta;
 use bedrock_gateway_proxy::translate::stream::StreamTranslator;
-use clap::Parser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestRunner};
 use serde_json::{Map, Value, json};
@@ -1080,10 +1073,6 @@ fn a_tool_block_started_twice_keeps_tool_call_indexes_dense() {
 
 const KEY: &str = "property-key";
 
-fn loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
-}
-
 /// Over HTTP every answer is a success or an OpenAI-shaped client error; the
 /// requests the gateway lets through are ones Bedrock (here its emulator,
 /// which validates like Bedrock) accepts or refuses as a client error.
@@ -1095,36 +1084,20 @@ fn generated_requests_over_http_answer_success_or_client_errors() {
         .build()
         .expect("runtime");
     let (emulator, gateway) = runtime.block_on(async {
-        let emulator = RunningEmulator::start(EmulatorConfig::default(), loopback())
-            .await
-            .expect("emulator starts");
-        let defaults = EmulatorConfig::default();
-        let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(defaults.region.clone()))
-            .endpoint_url(emulator.endpoint_url())
-            .credentials_provider(Credentials::new(
-                defaults.access_key_id.clone(),
-                defaults.secret_access_key.clone(),
-                None,
-                None,
-                "property-test",
-            ))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .load()
-            .await;
-        let config = Config::try_parse_from([
-            "bedrock-gateway-proxy",
-            "--api-keys",
-            KEY,
-            "--workers",
-            "2",
-            // Image URLs are refused rather than fetched, so that no case
-            // depends on the network (proxy/tests/image_urls.rs tests fetching).
-            "--image-url-fetch=false",
-        ])
-        .expect("flags");
-        let gateway =
-            server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts");
+        let emulator = support::emulator().await;
+        let gateway = support::gateway(
+            &emulator,
+            &[
+                "--api-keys",
+                KEY,
+                "--workers",
+                "2",
+                // Image URLs are refused rather than fetched, so that no case
+                // depends on the network (proxy/tests/image_urls.rs tests fetching).
+                "--image-url-fetch=false",
+            ],
+        )
+        .await;
         (emulator, gateway)
     });
     let url = format!("http://{}/v1/chat/completions", gateway.api_addr);
