@@ -129,7 +129,7 @@ pub struct ModelsSpec {
     pub aliases: BTreeMap<String, String>,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySettings {
     /// Insert Bedrock prompt-cache points for models that support them.
@@ -157,13 +157,10 @@ pub struct ProxySettings {
     /// Networks that are not public (private, loopback, link-local, ...)
     /// which image URLs may still reach, as CIDRs such as `10.20.0.0/16`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(regex(pattern = CIDR_PATTERN)))]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
+    #[x_kube(validation = Rule::new("self.all(network, isCIDR(network))").message("imageUrlAllowCidrs holds networks in CIDR notation, such as 10.20.0.0/16 or fd00::/8"))]
     pub image_url_allow_cidrs: Vec<String>,
 }
-
-/// An IPv4 or IPv6 network in CIDR notation; the proxy checks it fully.
-const CIDR_PATTERN: &str =
-    r"^([0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/[0-9]{1,3})$";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]

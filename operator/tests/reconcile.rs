@@ -182,7 +182,11 @@ async fn invalid_specs_are_refused_by_the_api_server() {
         (json!({"aws": {}}), "spec.region"),
         (
             json!({"region": "us-east-1", "proxy": {"imageUrlAllowCidrs": ["10.0.0.0/8", "intranet"]}}),
-            "spec.proxy.imageUrlAllowCidrs[1]",
+            "CIDR notation",
+        ),
+        (
+            json!({"region": "us-east-1", "proxy": {"imageUrlAllowCidrs": ["fd00::/8", "300.1.1.1/8"]}}),
+            "CIDR notation",
         ),
     ];
     for (index, (spec, expected)) in cases.into_iter().enumerate() {
@@ -205,6 +209,13 @@ async fn invalid_specs_are_refused_by_the_api_server() {
             other => panic!("{spec}: unexpected {other:?}"),
         }
     }
+    // The rules refuse no valid network.
+    let valid = json!({"region": "us-east-1", "proxy": {
+        "imageUrlAllowCidrs": ["10.20.0.0/16", "192.168.7.1/32", "fd00::/8", "::1/128"]
+    }});
+    api.create(&PostParams::default(), &raw("good".into(), valid))
+        .await
+        .expect("valid CIDRs are accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
