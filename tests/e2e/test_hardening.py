@@ -545,9 +545,13 @@ def test_a_thousand_dropped_streams_release_every_socket_and_bedrock_call(emulat
         gauge_seconds = time.monotonic() - dropped_at
         settled = wait_until(
             "the sockets are back to baseline",
-            lambda: (lambda s: s["clients"] == 0 and s["upstream"] <= baseline["upstream"] and s)(
-                sockets_of(pid, api_port, emulator_port)
-            ),
+            # Sockets of the metrics scrapes above may still be closing: wait for them too.
+            lambda: (
+                lambda s: s["clients"] == 0
+                and s["upstream"] <= baseline["upstream"]
+                and s["sockets"] <= baseline["sockets"]
+                and s
+            )(sockets_of(pid, api_port, emulator_port)),
         )
         sockets_seconds = time.monotonic() - dropped_at
         emulator_after = wait_until(
