@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,27 +16,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use support::ControlPlane;
+use support::{ControlPlane, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Runs the controller for one namespace until the returned sender is
 /// dropped (tests run side by side, each with its own operator); also
@@ -238,7 +219,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
         .await
         .unwrap();
 
-    let proxy = eventually("the proxy Deployment exists", || async {
+    let proxy = eventually(WAIT, "the proxy Deployment exists", || async {
         deployments
             .get_opt("team-bedrock-gateway")
             .await
@@ -283,7 +264,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
         account.annotations()["eks.amazonaws.com/role-arn"],
         "arn:aws:iam::123456789012:role/bedrock-gateway"
     );
-    let service = eventually("the Service exists", || async {
+    let service = eventually(WAIT, "the Service exists", || async {
         Api::<Service>::namespaced(client.clone(), &namespace)
             .get_opt("team-bedrock-gateway")
             .await
@@ -307,7 +288,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
     );
 
     let url = "http://team-bedrock-gateway.".to_owned() + &namespace + ".svc.cluster.local/v1";
-    let wired = eventually("Open WebUI is wired", || async {
+    let wired = eventually(WAIT, "Open WebUI is wired", || async {
         let workload = deployments.get("open-webui").await.ok()?;
         env_value(&workload, "OPENAI_API_BASE_URLS")?
             .contains(&url)
@@ -335,7 +316,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
         "team-bedrock-gateway-api-key"
     );
 
-    let not_ready = eventually("status is written", || async {
+    let not_ready = eventually(WAIT, "status is written", || async {
         let current = gateways.get("team").await.ok()?;
         condition(&current, "ProxyAvailable").map(|_| current)
     })
@@ -354,13 +335,13 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
     assert_eq!(status.observed_generation, not_ready.metadata.generation);
 
     mark_available(&client, &namespace, "team-bedrock-gateway").await;
-    let ready = eventually("the gateway is Ready", || async {
+    let ready = eventually(WAIT, "the gateway is Ready", || async {
         let current = gateways.get("team").await.ok()?;
         (condition(&current, "Ready")?.0 == "True").then_some(current)
     })
     .await;
     assert_eq!(ready.status.unwrap().ready_replicas, 1);
-    let reasons = eventually("events record the transitions", || async {
+    let reasons = eventually(WAIT, "events record the transitions", || async {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(client.clone(), &namespace);
         let reasons: Vec<String> = events
@@ -394,7 +375,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
         )
         .await
         .unwrap();
-    eventually("the PDB appears", || async {
+    eventually(WAIT, "the PDB appears", || async {
         Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
             .get_opt("team-bedrock-gateway")
             .await
@@ -402,7 +383,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
             .flatten()
     })
     .await;
-    eventually("the new generation is observed", || async {
+    eventually(WAIT, "the new generation is observed", || async {
         let current = gateways.get("team").await.ok()?;
         (current.status.as_ref()?.observed_generation == current.metadata.generation).then_some(())
     })
@@ -443,7 +424,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
         .replace("open-webui", &PostParams::default(), &stripped)
         .await
         .unwrap();
-    eventually("the wiring is restored", || async {
+    eventually(WAIT, "the wiring is restored", || async {
         let workload = deployments.get("open-webui").await.ok()?;
         env_value(&workload, "OPENAI_API_BASE_URLS")?
             .contains(&url)
@@ -456,7 +437,7 @@ async fn a_gateway_gets_its_objects_status_and_open_webui_wiring() {
         .delete("team", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the gateway is gone", || async {
+    eventually(WAIT, "the gateway is gone", || async {
         gateways.get_opt("team").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -500,7 +481,7 @@ async fn deletion_restores_the_users_connections() {
         .create(&PostParams::default(), &gateway("g", basic_spec()))
         .await
         .unwrap();
-    eventually("wired", || async {
+    eventually(WAIT, "wired", || async {
         let workload = deployments.get("open-webui").await.ok()?;
         env_value(&workload, "OPENAI_API_KEYS")?
             .contains("BEDROCK_GATEWAY_G_API_KEY")
@@ -511,7 +492,7 @@ async fn deletion_restores_the_users_connections() {
         .delete("g", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the gateway is gone", || async {
+    eventually(WAIT, "the gateway is gone", || async {
         gateways.get_opt("g").await.ok()?.is_none().then_some(())
     })
     .await;
@@ -540,7 +521,7 @@ async fn sidecar_mode_runs_the_proxy_inside_open_webui() {
         .create(&PostParams::default(), &gateway("side", spec))
         .await
         .unwrap();
-    let wired = eventually("the sidecar is injected", || async {
+    let wired = eventually(WAIT, "the sidecar is injected", || async {
         let workload = deployments.get("open-webui").await.ok()?;
         let pod = workload.spec.as_ref()?.template.spec.as_ref()?;
         pod.containers
@@ -553,7 +534,7 @@ async fn sidecar_mode_runs_the_proxy_inside_open_webui() {
         env_value(&wired, "OPENAI_API_BASE_URLS").as_deref(),
         Some("http://127.0.0.1:8089/v1")
     );
-    let current = eventually("status", || async {
+    let current = eventually(WAIT, "status", || async {
         let current = gateways.get("side").await.ok()?;
         current.status.clone()?.url.map(|_| current)
     })
@@ -577,7 +558,7 @@ async fn missing_pieces_are_conditions_not_crashes() {
         .create(&PostParams::default(), &gateway("lonely", spec))
         .await
         .unwrap();
-    let current = eventually("conditions explain what is missing", || async {
+    let current = eventually(WAIT, "conditions explain what is missing", || async {
         let current = gateways.get("lonely").await.ok()?;
         condition(&current, "OpenWebUIWired").map(|_| current)
     })
@@ -598,7 +579,7 @@ async fn missing_pieces_are_conditions_not_crashes() {
         .create(&PostParams::default(), &open_webui("open-webui", json!([])))
         .await
         .unwrap();
-    eventually("wired once the workload exists", || async {
+    eventually(WAIT, "wired once the workload exists", || async {
         let current = gateways.get("lonely").await.ok()?;
         (condition(&current, "OpenWebUIWired")?.0 == "True").then_some(())
     })
@@ -611,7 +592,7 @@ async fn missing_pieces_are_conditions_not_crashes() {
         .create(&PostParams::default(), &gateway("keyless", with_secret))
         .await
         .unwrap();
-    eventually("the missing Secret is reported", || async {
+    eventually(WAIT, "the missing Secret is reported", || async {
         let current = gateways.get("keyless").await.ok()?;
         (condition(&current, "ProxyAvailable")? == ("False".into(), "SecretNotFound".into()))
             .then_some(())
@@ -649,7 +630,7 @@ async fn a_deleted_key_secret_is_recreated_and_rolls_the_proxy() {
             .unwrap()["bedrock-gateway.io/config-hash"]
             .clone()
     };
-    let first = eventually("the key exists", || async {
+    let first = eventually(WAIT, "the key exists", || async {
         secrets
             .get_opt("k-bedrock-gateway-api-key")
             .await
@@ -657,7 +638,7 @@ async fn a_deleted_key_secret_is_recreated_and_rolls_the_proxy() {
             .flatten()
     })
     .await;
-    let first_hash = eventually("the proxy exists", || async {
+    let first_hash = eventually(WAIT, "the proxy exists", || async {
         deployments
             .get_opt("k-bedrock-gateway")
             .await
@@ -670,7 +651,7 @@ async fn a_deleted_key_secret_is_recreated_and_rolls_the_proxy() {
         .delete("k-bedrock-gateway-api-key", &DeleteParams::default())
         .await
         .unwrap();
-    let second = eventually("a new key exists", || async {
+    let second = eventually(WAIT, "a new key exists", || async {
         let secret = secrets
             .get_opt("k-bedrock-gateway-api-key")
             .await
@@ -683,7 +664,7 @@ async fn a_deleted_key_secret_is_recreated_and_rolls_the_proxy() {
         second.data.unwrap()["api-key"],
         first.data.unwrap()["api-key"]
     );
-    eventually("the proxy pods roll for the new key", || async {
+    eventually(WAIT, "the proxy pods roll for the new key", || async {
         let deployment = deployments.get("k-bedrock-gateway").await.ok()?;
         (hash_of(&deployment) != first_hash).then_some(())
     })
@@ -740,7 +721,7 @@ async fn status_and_label_changes_do_not_trigger_reconciles() {
         )
         .await
         .unwrap();
-    eventually("the proxy Deployment exists", || async {
+    eventually(WAIT, "the proxy Deployment exists", || async {
         Api::<Deployment>::namespaced(client.clone(), &namespace)
             .get_opt("quiet-bedrock-gateway")
             .await
@@ -749,7 +730,7 @@ async fn status_and_label_changes_do_not_trigger_reconciles() {
     })
     .await;
     mark_available(&client, &namespace, "quiet-bedrock-gateway").await;
-    let ready = eventually("the gateway is Ready", || async {
+    let ready = eventually(WAIT, "the gateway is Ready", || async {
         let current = gateways.get("quiet").await.ok()?;
         (condition(&current, "Ready")? == ("True".into(), "Ready".into())).then_some(current)
     })
@@ -794,7 +775,7 @@ async fn status_and_label_changes_do_not_trigger_reconciles() {
         )
         .await
         .unwrap();
-    let edited = eventually("the spec change is reconciled", || async {
+    let edited = eventually(WAIT, "the spec change is reconciled", || async {
         let current = gateways.get("quiet").await.ok()?;
         let status = current.status.as_ref()?;
         (status.observed_generation == current.metadata.generation).then_some(current)

@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -29,31 +28,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use support::{ControlPlane, DedicatedControlPlane};
+use support::{ControlPlane, DedicatedControlPlane, eventually};
 
 /// How long any single convergence may take on a loaded 2-CPU machine.
 const DEADLINE: Duration = Duration::from_secs(90);
 const RESYNC: Duration = Duration::from_secs(3600);
 const IMAGE: &str = "registry.example/bedrock-gateway-proxy:test";
 const HASH_ANNOTATION: &str = "bedrock-gateway.io/config-hash";
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn figure(case: &str, what: &str, since: Instant) {
     println!(
@@ -231,7 +212,7 @@ async fn mark_available(client: &Client, namespace: &str, name: &str) {
 }
 
 async fn wait_ready(gateways: &Api<BedrockGateway>, name: &str) -> BedrockGateway {
-    eventually(&format!("gateway {name} is Ready"), || async {
+    eventually(DEADLINE, &format!("gateway {name} is Ready"), || async {
         let current = gateways.get(name).await.ok()?;
         has_condition(&current, "Ready", "True", "Ready").then_some(current)
     })
@@ -242,7 +223,7 @@ async fn get_some<K>(api: &Api<K>, name: &str) -> K
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    eventually(&format!("{name} exists"), || async {
+    eventually(DEADLINE, &format!("{name} exists"), || async {
         api.get_opt(name).await.ok().flatten()
     })
     .await
@@ -362,12 +343,16 @@ async fn the_operator_rides_out_an_api_server_restart() {
         .unwrap();
     plane.kill_apiserver().await;
     let down = Instant::now();
-    let errors = eventually("the operator reports its failing watches", || async {
-        operator
-            .metric("bedrock_gateway_operator_watch_errors_total")
-            .await
-            .filter(|errors| *errors >= 1.0)
-    })
+    let errors = eventually(
+        DEADLINE,
+        "the operator reports its failing watches",
+        || async {
+            operator
+                .metric("bedrock_gateway_operator_watch_errors_total")
+                .await
+                .filter(|errors| *errors >= 1.0)
+        },
+    )
     .await;
     assert!(
         operator.exit_status().is_none(),
@@ -384,7 +369,7 @@ async fn the_operator_rides_out_an_api_server_restart() {
     // Changes made as soon as the apiserver is back, while the operator's
     // watches are still waiting out their backoff. The test's own pooled
     // connections died with the apiserver, so its requests are retried.
-    eventually("the change to steady is accepted", || async {
+    eventually(DEADLINE, "the change to steady is accepted", || async {
         gateways
             .patch(
                 "steady",
@@ -395,7 +380,7 @@ async fn the_operator_rides_out_an_api_server_restart() {
             .ok()
     })
     .await;
-    eventually("the new gateway after is accepted", || async {
+    eventually(DEADLINE, "the new gateway after is accepted", || async {
         match gateways
             .create(
                 &PostParams::default(),
@@ -411,7 +396,7 @@ async fn the_operator_rides_out_an_api_server_restart() {
     .await;
 
     for name in ["during", "after"] {
-        eventually(&format!("{name} is reconciled"), || async {
+        eventually(DEADLINE, &format!("{name} is reconciled"), || async {
             deployments
                 .get_opt(&format!("{name}-bedrock-gateway"))
                 .await
@@ -426,7 +411,7 @@ async fn the_operator_rides_out_an_api_server_restart() {
         "gateway created mid-reconcile and gateway created after the restart reconciled",
         back,
     );
-    eventually("the edit of steady is reconciled", || async {
+    eventually(DEADLINE, "the edit of steady is reconciled", || async {
         budgets.get_opt("steady-bedrock-gateway").await.ok()??;
         let current = gateways.get("steady").await.ok()?;
         (current.status.as_ref()?.observed_generation == current.metadata.generation).then_some(())
@@ -447,7 +432,7 @@ async fn the_operator_rides_out_an_api_server_restart() {
         .await
         .unwrap();
     let deleted = Instant::now();
-    eventually("the deleted Service is recreated", || async {
+    eventually(DEADLINE, "the deleted Service is recreated", || async {
         let current = services.get_opt("steady-bedrock-gateway").await.ok()??;
         (current.uid() != service.uid()).then_some(())
     })
@@ -519,15 +504,19 @@ async fn edits_by_another_field_manager_are_taken_back() {
         .await
         .unwrap();
     let edited = Instant::now();
-    let restored = eventually("the proxy Deployment is the operator's again", || async {
-        let current = deployments.get("owned-bedrock-gateway").await.ok()?;
-        let container = proxy_container(&current);
-        let region = env_var(&container, "AWS_REGION")?.value?;
-        (current.spec.as_ref()?.replicas == Some(1)
-            && container.image.as_deref() == Some(IMAGE)
-            && region == "us-east-1")
-            .then_some(current)
-    })
+    let restored = eventually(
+        DEADLINE,
+        "the proxy Deployment is the operator's again",
+        || async {
+            let current = deployments.get("owned-bedrock-gateway").await.ok()?;
+            let container = proxy_container(&current);
+            let region = env_var(&container, "AWS_REGION")?.value?;
+            (current.spec.as_ref()?.replicas == Some(1)
+                && container.image.as_deref() == Some(IMAGE)
+                && region == "us-east-1")
+                .then_some(current)
+        },
+    )
     .await;
     figure(
         "field manager conflict",
@@ -578,18 +567,23 @@ async fn edits_by_another_field_manager_are_taken_back() {
         .await
         .unwrap();
     let edited = Instant::now();
-    let restored = eventually("the Service ports are the operator's again", || async {
-        let current = services.get("owned-bedrock-gateway").await.ok()?;
-        let ports: Vec<(Option<String>, i32)> = current
-            .spec
-            .as_ref()?
-            .ports
-            .iter()
-            .flatten()
-            .map(|port| (port.name.clone(), port.port))
-            .collect();
-        (ports == [(Some("http".into()), 80), (Some("metrics".into()), 9090)]).then_some(current)
-    })
+    let restored = eventually(
+        DEADLINE,
+        "the Service ports are the operator's again",
+        || async {
+            let current = services.get("owned-bedrock-gateway").await.ok()?;
+            let ports: Vec<(Option<String>, i32)> = current
+                .spec
+                .as_ref()?
+                .ports
+                .iter()
+                .flatten()
+                .map(|port| (port.name.clone(), port.port))
+                .collect();
+            (ports == [(Some("http".into()), 80), (Some("metrics".into()), 9090)])
+                .then_some(current)
+        },
+    )
     .await;
     figure("field manager conflict", "Service port taken back", edited);
     assert_eq!(
@@ -641,10 +635,15 @@ async fn a_recreated_open_webui_workload_is_wired_again() {
         .await
         .unwrap();
     let deleted = Instant::now();
-    let missing = eventually("the gateway reports the missing workload", || async {
-        let current = gateways.get("team").await.ok()?;
-        has_condition(&current, "OpenWebUIWired", "False", "WorkloadNotFound").then_some(current)
-    })
+    let missing = eventually(
+        DEADLINE,
+        "the gateway reports the missing workload",
+        || async {
+            let current = gateways.get("team").await.ok()?;
+            has_condition(&current, "OpenWebUIWired", "False", "WorkloadNotFound")
+                .then_some(current)
+        },
+    )
     .await;
     figure("workload recreated", "OpenWebUIWired False", deleted);
     let (_, reason, message) = condition(&missing, "Ready").unwrap();
@@ -659,7 +658,7 @@ async fn a_recreated_open_webui_workload_is_wired_again() {
         .await
         .unwrap();
     let recreated = Instant::now();
-    let rewired = eventually("the new workload is wired", || async {
+    let rewired = eventually(DEADLINE, "the new workload is wired", || async {
         let workload = deployments.get("open-webui").await.ok()?;
         wired_key_source(&workload, key_var, &url).map(|source| (workload, source))
     })
@@ -682,7 +681,7 @@ async fn a_recreated_open_webui_workload_is_wired_again() {
             .annotations()
             .contains_key("bedrock-gateway.io/wiring.team")
     );
-    let current = eventually("the gateway is wired and Ready again", || async {
+    let current = eventually(DEADLINE, "the gateway is wired and Ready again", || async {
         let current = gateways.get("team").await.ok()?;
         (has_condition(&current, "OpenWebUIWired", "True", "EnvWired")
             && has_condition(&current, "Ready", "True", "Ready"))
@@ -737,7 +736,7 @@ async fn a_deleted_generated_key_is_replaced_and_the_proxy_rolls() {
         .await
         .unwrap();
     let deleted = Instant::now();
-    let second = eventually("a new key Secret exists", || async {
+    let second = eventually(DEADLINE, "a new key Secret exists", || async {
         let secret = secrets
             .get_opt("rot-bedrock-gateway-api-key")
             .await
@@ -758,10 +757,14 @@ async fn a_deleted_generated_key_is_replaced_and_the_proxy_rolls() {
         (owner.kind.as_str(), owner.name.as_str()),
         ("BedrockGateway", "rot")
     );
-    eventually("the proxy pod template rolls to the new key", || async {
-        let current = deployments.get("rot-bedrock-gateway").await.ok()?;
-        (config_hash(&current) != first_hash).then_some(())
-    })
+    eventually(
+        DEADLINE,
+        "the proxy pod template rolls to the new key",
+        || async {
+            let current = deployments.get("rot-bedrock-gateway").await.ok()?;
+            (config_hash(&current) != first_hash).then_some(())
+        },
+    )
     .await;
     figure("key Secret deleted", "proxy pod template rolled", deleted);
     let workload = deployments.get("open-webui").await.unwrap();
@@ -831,7 +834,7 @@ async fn a_deleted_user_key_secret_is_reported_and_recovered() {
         .await
         .unwrap();
     let deleted = Instant::now();
-    let missing = eventually("the missing Secret is reported", || async {
+    let missing = eventually(DEADLINE, "the missing Secret is reported", || async {
         let current = gateways.get("own").await.ok()?;
         (has_condition(&current, "ProxyAvailable", "False", "SecretNotFound")
             && has_condition(&current, "Ready", "False", "SecretNotFound"))
@@ -864,7 +867,7 @@ async fn a_deleted_user_key_secret_is_reported_and_recovered() {
         "Ready again once it is back",
         restored,
     );
-    let rolled = eventually("the proxy rolls to the new key", || async {
+    let rolled = eventually(DEADLINE, "the proxy rolls to the new key", || async {
         let current = deployments.get("own-bedrock-gateway").await.ok()?;
         (config_hash(&current) != first_hash).then_some(current)
     })
@@ -899,7 +902,7 @@ async fn a_deleted_user_key_secret_is_reported_and_recovered() {
         .await
         .unwrap();
     let emptied = Instant::now();
-    eventually("the missing key is reported", || async {
+    eventually(DEADLINE, "the missing key is reported", || async {
         let current = gateways.get("own").await.ok()?;
         has_condition(&current, "ProxyAvailable", "False", "SecretKeyMissing").then_some(())
     })

@@ -295,3 +295,23 @@ pub fn metric_sum(address: std::net::SocketAddr, name: &str) -> Option<f64> {
             .sum(),
     )
 }
+
+/// Polls `check` every 100 ms until it yields a value; fails the test with
+/// `what` once `deadline` has passed.
+pub async fn eventually<T, F, Fut>(deadline: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
