@@ -13,7 +13,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use support::{emulator, loopback};
+use support::{emulator, loopback, metrics_text};
 
 const KEY: &str = "integration-key";
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -36,22 +36,7 @@ fn chat(content: &str, stream: bool) -> Value {
 }
 
 async fn post_chat(gateway: &RunningGateway, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url(gateway, "/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .await
-        .expect("gateway answers")
-}
-
-async fn metrics_text(gateway: &RunningGateway) -> String {
-    reqwest::get(format!("http://{}/metrics", gateway.metrics_addr))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics body")
+    support::post_chat_as(gateway, KEY, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

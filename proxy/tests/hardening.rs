@@ -11,7 +11,7 @@ use bedrock_gateway_proxy::server::RunningGateway;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use support::emulator;
+use support::{emulator, metrics_text, post_chat_as};
 
 const KEY: &str = "hardening-key";
 const OTHER_KEY: &str = "hardening-other-key";
@@ -28,27 +28,8 @@ fn chat(content: &str, stream: bool) -> Value {
     json!({"model": MODEL, "stream": stream, "messages": [{"role": "user", "content": content}]})
 }
 
-async fn post_chat_as(gateway: &RunningGateway, key: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("http://{}/v1/chat/completions", gateway.api_addr))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .expect("gateway answers")
-}
-
 async fn post_chat(gateway: &RunningGateway, body: &Value) -> reqwest::Response {
     post_chat_as(gateway, KEY, body).await
-}
-
-async fn metrics_text(gateway: &RunningGateway) -> String {
-    reqwest::get(format!("http://{}/metrics", gateway.metrics_addr))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics body")
 }
 
 /// The value of one sample (`name{labels}` as rendered), 0 when absent.

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Barrier;
 
-use support::emulator;
+use support::{emulator, metrics_text};
 
 const KEY: &str = "image-url-key";
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -209,13 +209,7 @@ fn image_chat(urls: &[String], stream: bool) -> Value {
 }
 
 async fn post_chat(gateway: &RunningGateway, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("http://{}/v1/chat/completions", gateway.api_addr))
-        .bearer_auth(KEY)
-        .json(body)
-        .send()
-        .await
-        .expect("gateway answers")
+    support::post_chat_as(gateway, KEY, body).await
 }
 
 async fn reply_text(gateway: &RunningGateway, urls: &[String]) -> String {
@@ -244,15 +238,6 @@ async fn refusal(gateway: &RunningGateway, urls: &[String]) -> (String, String) 
             .unwrap_or_default()
             .to_owned(),
     )
-}
-
-async fn metrics_text(gateway: &RunningGateway) -> String {
-    reqwest::get(format!("http://{}/metrics", gateway.metrics_addr))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics body")
 }
 
 fn fetched(count: usize) -> String {

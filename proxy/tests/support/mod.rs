@@ -62,3 +62,28 @@ pub async fn gateway_signing_with(
     let config = Config::try_parse_from(args).expect("flags");
     server::start(&config, &sdk_config, loopback(), loopback()).expect("gateway starts")
 }
+
+/// A chat completion request to the gateway with this API key.
+pub async fn post_chat_as(
+    gateway: &RunningGateway,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", gateway.api_addr))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+/// The gateway's Prometheus metrics, as text.
+pub async fn metrics_text(gateway: &RunningGateway) -> String {
+    reqwest::get(format!("http://{}/metrics", gateway.metrics_addr))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics body")
+}
