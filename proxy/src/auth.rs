@@ -105,10 +105,6 @@ impl ApiKeys {
         self.len() == 0
     }
 
-    pub fn is_valid(&self, presented: &str) -> bool {
-        self.authenticate(presented).is_some()
-    }
-
     /// The identity of `presented` when it is an accepted key.
     pub fn authenticate(&self, presented: &str) -> Option<KeyId> {
         let presented = digest(presented.as_bytes());
@@ -189,11 +185,11 @@ mod tests {
     fn env_keys_are_accepted_and_others_refused() {
         let keys = ApiKeys::new(&["one".into(), " two ".into(), "".into()], None);
         assert_eq!(keys.len(), 2);
-        assert!(keys.is_valid("one"));
-        assert!(keys.is_valid("two"));
-        assert!(!keys.is_valid("three"));
-        assert!(!keys.is_valid(""));
-        assert!(!keys.is_valid("one "));
+        assert!(keys.authenticate("one").is_some());
+        assert!(keys.authenticate("two").is_some());
+        assert!(keys.authenticate("three").is_none());
+        assert!(keys.authenticate("").is_none());
+        assert!(keys.authenticate("one ").is_none());
     }
 
     #[test]
@@ -211,18 +207,21 @@ mod tests {
     fn file_keys_reload_when_the_file_changes_and_survive_its_absence() {
         let path = temp_file("reload", "old\n");
         let keys = ApiKeys::new(&[], Some(path.clone()));
-        assert!(keys.is_valid("old"));
+        assert!(keys.authenticate("old").is_some());
         assert!(!keys.reload(), "unchanged file is not a change");
 
         std::fs::write(&path, "new\nsecond\n").unwrap();
         assert!(keys.reload());
-        assert!(!keys.is_valid("old"));
-        assert!(keys.is_valid("new"));
-        assert!(keys.is_valid("second"));
+        assert!(keys.authenticate("old").is_none());
+        assert!(keys.authenticate("new").is_some());
+        assert!(keys.authenticate("second").is_some());
 
         std::fs::remove_file(&path).unwrap();
         assert!(!keys.reload());
-        assert!(keys.is_valid("new"), "a missing file keeps the last keys");
+        assert!(
+            keys.authenticate("new").is_some(),
+            "a missing file keeps the last keys"
+        );
     }
 
     #[test]
@@ -232,6 +231,6 @@ mod tests {
             Some(PathBuf::from("/nonexistent/bedrock-gateway/keys")),
         );
         assert!(keys.is_empty());
-        assert!(!keys.is_valid("anything"));
+        assert!(keys.authenticate("anything").is_none());
     }
 }
