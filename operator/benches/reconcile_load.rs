@@ -7,7 +7,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,39 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|kib| kib.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// `apiserver_request_total` summed by verb and resource (with its
+/// subresource), from the API server's own metrics.
+async fn api_requests(client: &Client) -> BTreeMap<String, f64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a request");
+    let text = client.request_text(request).await.unwrap_or_default();
+    let mut tally = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                .map(|value| value.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let resource = match label("subresource").as_str() {
+            "" => label("resource"),
+            sub => format!("{}/{sub}", label("resource")),
+        };
+        *tally
+            .entry(format!("{} {resource}", label("verb")))
+            .or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    tally
 }
 
 fn is_ready_and_wired(gateway: &BedrockGateway) -> bool {
@@ -145,6 +178,7 @@ async fn main() {
         .expect("the operator starts");
     let pid = operator.id();
 
+    let requests_before = api_requests(&client).await;
     tokio::spawn(play_kubelet(client.clone(), namespace.clone()));
     let started = Instant::now();
     let workloads: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
@@ -191,6 +225,21 @@ async fn main() {
     .unwrap_or(0.0);
     let _ = operator.kill();
     let _ = operator.wait();
+    let mut requests: Vec<(String, f64)> = api_requests(&client)
+        .await
+        .into_iter()
+        .map(|(call, total)| {
+            let before = requests_before.get(&call).copied().unwrap_or(0.0);
+            (call, total - before)
+        })
+        .filter(|(call, made)| *made >= count as f64 / 10.0 && !call.starts_with("WATCH"))
+        .collect();
+    requests.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let request_total: f64 = requests.iter().map(|(_, made)| made).sum();
+    let request_rows: String = requests
+        .iter()
+        .map(|(call, made)| format!("| {call} | {made} | {:.2} |\n", made / count as f64))
+        .collect();
 
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let report = format!(
@@ -203,7 +252,11 @@ async fn main() {
          | Operator peak RSS (VmHWM) | {:.1} MiB | < 100 MiB: {} |\n\
          | Reconciles | {reconciles} ({:.1} per gateway) | |\n\n\
          Local kube-apiserver and etcd (built from their Go modules), the operator's release build, \
-         and this load generator all share the machine's {} CPUs.\n",
+         and this load generator all share the machine's {} CPUs.\n\n\
+         API server requests during the run (the operator's and the load generator's; \
+         calls made fewer than {} times left out):\n\n\
+         | Request | Made | Per gateway |\n|---|---|---|\n{request_rows}\
+         | All of the above | {request_total} | {:.2} |\n",
         created_after.as_secs_f64(),
         elapsed.as_secs_f64(),
         verdict(ready == count && elapsed < Duration::from_secs(60)),
@@ -211,6 +264,8 @@ async fn main() {
         verdict(peak_kib < 100 * 1024),
         reconciles / count as f64,
         std::thread::available_parallelism().map_or(0, |cpus| cpus.get()),
+        count / 10,
+        request_total / count as f64,
     );
     print!("{report}");
     if let Some(path) = results_file {

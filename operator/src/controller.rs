@@ -21,6 +21,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::cache::Cache;
 use crate::conditions::{self, Judgement};
 use crate::crd::{BedrockGateway, BedrockGatewayStatus, WiringMode, WorkloadKind, WorkloadRef};
 use crate::error::Error;
@@ -34,6 +35,7 @@ pub const FINALIZER: &str = "bedrock-gateway.io/cleanup";
 /// Far longer than the handful of API calls of a reconcile take.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=bedrock-gateway-operator";
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
 
 /// Settings of the operator process that shape what it builds.
@@ -62,10 +64,8 @@ pub struct Context {
     /// Consecutive failed registrations in Open WebUI per gateway, for their backoff.
     open_webui_failures:
         std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, u32>>,
-    /// The generation of each gateway whose PodDisruptionBudget is known to be
-    /// absent (deleted or never made), so a gateway with one replica costs no
-    /// DELETE call on every reconcile.
-    budget_absent: std::sync::Mutex<std::collections::HashMap<ObjectRef<BedrockGateway>, i64>>,
+    /// What the watches have seen, read instead of the API server.
+    pub cache: Cache,
 }
 
 impl Context {
@@ -90,7 +90,7 @@ impl Context {
             failures: std::sync::Mutex::new(std::collections::HashMap::new()),
             open_webui: OpenWebUiClient::new(),
             open_webui_failures: std::sync::Mutex::new(std::collections::HashMap::new()),
-            budget_absent: std::sync::Mutex::new(std::collections::HashMap::new()),
+            cache: Cache::default(),
         }
     }
 }
@@ -140,6 +140,38 @@ where
     }
 }
 
+/// Applies an object the gateway owns, unless the watch shows it already
+/// holds exactly that; answers the object as it stands.
+async fn apply_owned<K>(
+    ctx: &Context,
+    gateway: &BedrockGateway,
+    object: &K,
+    store: &reflector::Store<K>,
+) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let owner = ObjectRef::from_obj(gateway);
+    let namespace = gateway.namespace().unwrap_or_default();
+    let live = store.get(&ObjectRef::new(&object.name_any()).within(&namespace));
+    if ctx.cache.already_applied(&owner, object, live.as_deref())
+        && let Some(live) = live
+    {
+        ctx.metrics
+            .applies_skipped
+            .with_label_values(&[K::kind(&()).as_ref()])
+            .inc();
+        return Ok(live.as_ref().clone());
+    }
+    let applied = apply(&ctx.client, &namespace, object).await?;
+    ctx.cache.remember_applied(&owner, object, &applied);
+    Ok(applied)
+}
+
 async fn delete_if_present<K>(client: &Client, namespace: &str, name: &str) -> Result<(), Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -155,47 +187,97 @@ where
     }
 }
 
-/// The API key Secret: the user's, or one generated exactly once.
+/// The API key Secret as a reconcile needs it: the digest of its data, to
+/// roll the proxy when it changes, and the Secret itself when the key is
+/// needed (the admin API registration).
+#[derive(Debug, Clone)]
+struct KeySecret {
+    data_digest: String,
+    secret: Option<Secret>,
+}
+
+impl KeySecret {
+    fn read(ctx: &Context, secret: Secret) -> Self {
+        let data_digest = resources::secret_digest(&secret);
+        ctx.cache.remember_secret(&secret, data_digest.clone());
+        Self {
+            data_digest,
+            secret: Some(secret),
+        }
+    }
+}
+
+/// The API key Secret: the user's, or one generated exactly once. Its data
+/// is read again only when the watch shows a new resourceVersion, or when
+/// the key itself is needed.
 async fn ensure_secret(
-    client: &Client,
+    ctx: &Context,
     namespace: &str,
     gateway: &BedrockGateway,
-) -> Result<Result<Secret, Judgement>, Error> {
+    need_key: bool,
+) -> Result<Result<KeySecret, Judgement>, Error> {
     let names = GatewayNames::of(gateway);
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    if let Some(existing) = api.get_opt(&names.secret).await? {
-        let key = resources::api_key_secret_key(gateway);
-        if existing
-            .data
-            .as_ref()
-            .is_some_and(|data| data.contains_key(&key))
-        {
-            return Ok(Ok(existing));
-        }
-        return Ok(Err(Judgement::new(
+    let key = resources::api_key_secret_key(gateway);
+    let key_missing = || {
+        Judgement::new(
             conditions::PROXY_AVAILABLE,
             false,
             "SecretKeyMissing",
             format!("Secret {namespace}/{} has no key '{key}'", names.secret),
-        )));
+        )
+    };
+    if !need_key && let Some(facts) = ctx.cache.secret_facts(namespace, &names.secret) {
+        return Ok(if facts.keys.contains(&key) {
+            Ok(KeySecret {
+                data_digest: facts.data_digest,
+                secret: None,
+            })
+        } else {
+            Err(key_missing())
+        });
     }
-    if gateway.spec.api_key.secret_ref.is_some() {
-        return Ok(Err(Judgement::new(
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let generated = gateway.spec.api_key.secret_ref.is_none();
+    let seen = ctx
+        .cache
+        .secrets
+        .get(&ObjectRef::new(&names.secret).within(namespace))
+        .is_some();
+    // A generated Secret the watch has not seen is most likely not there:
+    // creating it straight away saves a read, and a conflict says otherwise.
+    let mut existing = if generated && !seen {
+        None
+    } else {
+        api.get_opt(&names.secret).await?
+    };
+    if existing.is_none() && generated {
+        // Created, never applied: a later reconcile must not replace the key.
+        let secret = resources::generated_secret(gateway, &resources::new_api_key());
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(created) => return Ok(Ok(KeySecret::read(ctx, created))),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                existing = Some(api.get(&names.secret).await?);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(match existing {
+        Some(existing)
+            if existing
+                .data
+                .as_ref()
+                .is_some_and(|data| data.contains_key(&key)) =>
+        {
+            Ok(KeySecret::read(ctx, existing))
+        }
+        Some(_) => Err(key_missing()),
+        None => Err(Judgement::new(
             conditions::PROXY_AVAILABLE,
             false,
             "SecretNotFound",
             format!("Secret {namespace}/{} does not exist", names.secret),
-        )));
-    }
-    // Created, never applied: a later reconcile must not replace the key.
-    let secret = resources::generated_secret(gateway, &resources::new_api_key());
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(created) => Ok(Ok(created)),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            Ok(Ok(api.get(&names.secret).await?))
-        }
-        Err(error) => Err(error.into()),
-    }
+        )),
+    })
 }
 
 async fn service_monitor_crd_exists(client: &Client) -> Result<bool, Error> {
@@ -250,7 +332,8 @@ async fn reconcile_wiring(
     gateway: &BedrockGateway,
     reference: &WorkloadRef,
 ) -> Result<Judgement, Error> {
-    let Some(mut workload) = Workload::get(&ctx.client, namespace, reference).await? else {
+    let Some(mut workload) = Workload::get(&ctx.client, &ctx.cache, namespace, reference).await?
+    else {
         return Ok(Judgement::new(
             conditions::OPEN_WEBUI_WIRED,
             false,
@@ -382,7 +465,8 @@ async fn reconcile_admin_api(
     gateway: &BedrockGateway,
     secret: Option<&Secret>,
 ) -> Result<Option<Judgement>, Error> {
-    let Some(target) = openwebui_admin::target(&ctx.client, namespace, gateway).await? else {
+    let Some(target) = openwebui_admin::target(&ctx.client, &ctx.cache, namespace, gateway).await?
+    else {
         return Ok(None);
     };
     let registration = match (
@@ -449,7 +533,8 @@ async fn unregister_from_open_webui(
     namespace: &str,
     gateway: &BedrockGateway,
 ) -> Result<(), Error> {
-    let Some(target) = openwebui_admin::target(&ctx.client, namespace, gateway).await? else {
+    let Some(target) = openwebui_admin::target(&ctx.client, &ctx.cache, namespace, gateway).await?
+    else {
         return Ok(());
     };
     let target = match target {
@@ -560,35 +645,32 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
     let mut judgements = Vec::new();
 
     if let Some(account) = resources::service_account(&gateway) {
-        apply(client, &namespace, &account).await?;
+        apply_owned(&ctx, &gateway, &account, &ctx.cache.service_accounts).await?;
     }
-    let secret = ensure_secret(client, &namespace, &gateway).await?;
+    let needs_key = gateway
+        .spec
+        .open_web_ui
+        .as_ref()
+        .is_some_and(|spec| spec.admin_api.is_some());
+    let secret = ensure_secret(&ctx, &namespace, &gateway, needs_key).await?;
     let proxy = match &secret {
         Ok(secret) => {
-            let desired = resources::deployment(
-                &gateway,
-                &ctx.settings.proxy_image,
-                &resources::secret_digest(secret),
-            );
-            let applied = apply(client, &namespace, &desired).await?;
-            apply(client, &namespace, &resources::service(&gateway)).await?;
+            let desired =
+                resources::deployment(&gateway, &ctx.settings.proxy_image, &secret.data_digest);
+            let applied = apply_owned(&ctx, &gateway, &desired, &ctx.cache.deployments).await?;
+            let service = resources::service(&gateway);
+            apply_owned(&ctx, &gateway, &service, &ctx.cache.services).await?;
             match resources::pod_disruption_budget(&gateway) {
                 Some(budget) => {
-                    apply(client, &namespace, &budget).await?;
+                    apply_owned(&ctx, &gateway, &budget, &ctx.cache.budgets).await?;
                 }
+                // Only a budget the watch has seen is deleted; one it has not
+                // seen yet triggers a reconcile once it does.
                 None => {
-                    let reference = ObjectRef::from_obj(gateway.as_ref());
-                    let generation = gateway.metadata.generation.unwrap_or_default();
-                    let known_absent = ctx
-                        .budget_absent
-                        .lock()
-                        .is_ok_and(|absent| absent.get(&reference) == Some(&generation));
-                    if !known_absent {
+                    let budget = ObjectRef::new(&names.base).within(&namespace);
+                    if ctx.cache.budgets.get(&budget).is_some() {
                         delete_if_present::<PodDisruptionBudget>(client, &namespace, &names.base)
                             .await?;
-                        if let Ok(mut absent) = ctx.budget_absent.lock() {
-                            absent.insert(reference, generation);
-                        }
                     }
                 }
             }
@@ -627,8 +709,16 @@ async fn apply_gateway(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Resul
             )
         });
     }
-    let (wired, open_webui_failed) =
-        reconcile_open_webui(&ctx, &namespace, &gateway, secret.as_ref().ok()).await?;
+    let (wired, open_webui_failed) = reconcile_open_webui(
+        &ctx,
+        &namespace,
+        &gateway,
+        secret
+            .as_ref()
+            .ok()
+            .and_then(|secret| secret.secret.as_ref()),
+    )
+    .await?;
     judgements.push(wired);
     if let Some(judgement) = reconcile_service_monitor(client, &namespace, &gateway).await? {
         judgements.push(judgement);
@@ -702,15 +792,17 @@ async fn cleanup(gateway: Arc<BedrockGateway>, ctx: Arc<Context>) -> Result<Acti
     if let Ok(mut failures) = ctx.open_webui_failures.lock() {
         failures.remove(&ObjectRef::from_obj(gateway.as_ref()));
     }
-    if let Ok(mut absent) = ctx.budget_absent.lock() {
-        absent.remove(&ObjectRef::from_obj(gateway.as_ref()));
-    }
+    ctx.cache.forget(
+        &ObjectRef::from_obj(gateway.as_ref()),
+        &GatewayNames::of(&gateway).secret,
+    );
     if let Some(reference) = gateway
         .spec
         .open_web_ui
         .as_ref()
         .and_then(|spec| spec.workload_ref.as_ref())
-        && let Some(mut workload) = Workload::get(&ctx.client, &namespace, reference).await?
+        && let Some(mut workload) =
+            Workload::get(&ctx.client, &ctx.cache, &namespace, reference).await?
         && let Some(record) = workload.record(&gateway)
     {
         if let Some(pod) = workload.pod_spec_mut() {
@@ -779,7 +871,6 @@ pub fn error_policy(gateway: Arc<BedrockGateway>, error: &Error, ctx: Arc<Contex
         .failures
         .with_label_values(&["BedrockGateway", error.metric_label()])
         .inc();
-    let conflict = matches!(error, Error::Kube(kube::Error::Api(status)) if status.code == 409);
     let failures = ctx.failures.lock().map_or(1, |mut failures| {
         let count = failures
             .entry(ObjectRef::from_obj(gateway.as_ref()))
@@ -787,12 +878,14 @@ pub fn error_policy(gateway: Arc<BedrockGateway>, error: &Error, ctx: Arc<Contex
         *count = count.saturating_add(1);
         *count
     });
+    if error.is_conflict() {
+        // Expected now and then: reads come from the watch's copy, which a
+        // write can race ahead of.
+        tracing::debug!(gateway = %gateway.name_any(), %error, "write conflict; retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(gateway = %gateway.name_any(), %error, failures, "reconcile failed");
-    Action::requeue(if conflict {
-        Duration::from_millis(200)
-    } else {
-        backoff(failures)
-    })
+    Action::requeue(backoff(failures))
 }
 
 /// Gateways a Deployment, StatefulSet or Secret matters to, judged from the
@@ -931,19 +1024,57 @@ pub async fn run(
         predicates::generation.combine(predicates::finalizers),
         Default::default(),
     );
-    let builder = Controller::for_stream(gateway_changes, gateways.clone());
+    let Some(writers) = ctx.cache.take_writers() else {
+        tracing::error!("the controller is already running with this context");
+        return;
+    };
+    // Each watch fills a store of the cache before its event reaches the
+    // controller, so a reconcile it triggers reads what triggered it.
+    // Deletions trigger too (touched objects): a deleted Service is made again.
+    fn cached<K>(
+        api: Api<K>,
+        config: watcher::Config,
+        writer: reflector::store::Writer<K>,
+    ) -> impl futures_util::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        watcher(api, config)
+            .modify(|object| object.managed_fields_mut().clear())
+            .reflect(writer)
+            .touched_objects()
+    }
     let for_deployments = gateways.clone();
     let for_stateful_sets = gateways.clone();
-    let for_secrets = gateways;
-    builder
-        .owns(scoped::<Service>(&client, namespace), managed.clone())
-        .owns(
+    let for_secrets = gateways.clone();
+    Controller::for_stream(gateway_changes, gateways)
+        .owns_stream(cached(
+            scoped::<Service>(&client, namespace),
+            managed.clone(),
+            writers.services,
+        ))
+        .owns_stream(cached(
             scoped::<ServiceAccount>(&client, namespace),
             managed.clone(),
-        )
-        .watches(
-            scoped::<Deployment>(&client, namespace),
-            watcher::Config::default(),
+            writers.service_accounts,
+        ))
+        .owns_stream(cached(
+            scoped::<PodDisruptionBudget>(&client, namespace),
+            managed.clone(),
+            writers.budgets,
+        ))
+        .watches_stream(
+            cached(
+                scoped::<Deployment>(&client, namespace),
+                watcher::Config::default(),
+                writers.deployments,
+            ),
             move |deployment| {
                 let mut concerned = gateways_concerned_with(&deployment);
                 concerned.extend(gateways_naming(
@@ -954,9 +1085,12 @@ pub async fn run(
                 concerned
             },
         )
-        .watches(
-            scoped::<StatefulSet>(&client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            cached(
+                scoped::<StatefulSet>(&client, namespace),
+                watcher::Config::default(),
+                writers.stateful_sets,
+            ),
             move |set| {
                 let mut concerned = gateways_concerned_with(&set);
                 concerned.extend(gateways_naming(
@@ -970,9 +1104,18 @@ pub async fn run(
         // Every Secret in scope, metadata only (never the key material): the
         // generated key Secrets (owned) and the users' own `apiKey.secretRef`
         // Secrets, which carry no label or owner to select them by.
-        .watches(
-            scoped::<PartialObjectMeta<Secret>>(&client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            // `kubectl apply` leaves a Secret's data in an annotation.
+            watcher(
+                scoped::<PartialObjectMeta<Secret>>(&client, namespace),
+                watcher::Config::default(),
+            )
+            .modify(|secret| {
+                secret.managed_fields_mut().clear();
+                secret.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+            })
+            .reflect(writers.secrets)
+            .touched_objects(),
             move |secret| {
                 let mut concerned = gateways_concerned_with(&secret);
                 concerned.extend(gateways_naming(&secret, &for_secrets.state(), names_secret));

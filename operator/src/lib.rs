@@ -2,6 +2,7 @@
 //! running bedrock-gateway-proxy and wires it into Open WebUI.
 
 pub mod app;
+pub mod cache;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub reconciliations: IntCounterVec,
     pub failures: IntCounterVec,
     pub reconcile_duration: HistogramVec,
+    /// Server-side applies left out because the object already held them.
+    pub applies_skipped: IntCounterVec,
     /// Failed list or watch requests; the watches retry with a backoff.
     pub watch_errors: IntCounter,
     pub leader: IntGauge,
@@ -40,6 +42,13 @@ impl Metrics {
             ]),
             &["resource"],
         )?;
+        let applies_skipped = IntCounterVec::new(
+            Opts::new(
+                "applies_skipped_total",
+                "Server-side applies left out because the owned object already held what they would write, by resource kind.",
+            ),
+            &["resource"],
+        )?;
         let watch_errors = IntCounter::new(
             "watch_errors_total",
             "Failed list or watch requests to the API server (retried with a backoff).",
@@ -48,6 +57,7 @@ impl Metrics {
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(applies_skipped.clone()))?;
         registry.register(Box::new(watch_errors.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         Ok(Self {
@@ -55,6 +65,7 @@ impl Metrics {
             reconciliations,
             failures,
             reconcile_duration,
+            applies_skipped,
             watch_errors,
             leader,
         })

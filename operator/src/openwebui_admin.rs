@@ -30,6 +30,7 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Map, Value, json};
 
+use crate::cache::Cache;
 use crate::conditions::{self, Judgement};
 use crate::crd::{BedrockGateway, OpenWebUiAdminApi, SecretKeyRef};
 use crate::error::Error;
@@ -863,6 +864,7 @@ async fn secret_value(
 /// Open WebUI's URL: `adminApi.url`, else the Service in front of the workload.
 async fn open_webui_url(
     client: &Client,
+    cache: &Cache,
     namespace: &str,
     gateway: &BedrockGateway,
     admin: &OpenWebUiAdminApi,
@@ -887,7 +889,7 @@ async fn open_webui_url(
             "no openWebUI.workloadRef to find Open WebUI's Service by".into(),
         )));
     };
-    let Some(workload) = Workload::get(client, namespace, reference).await? else {
+    let Some(workload) = Workload::get(client, cache, namespace, reference).await? else {
         return Ok(Err(unknown(format!(
             "{} does not exist",
             Workload::describe(reference, namespace)
@@ -913,6 +915,7 @@ async fn open_webui_url(
 /// Where and as whom to call the admin API, or why that is not known.
 pub async fn target(
     client: &Client,
+    cache: &Cache,
     namespace: &str,
     gateway: &BedrockGateway,
 ) -> Result<Option<Result<AdminTarget, Judgement>>, Error> {
@@ -924,7 +927,7 @@ pub async fn target(
     else {
         return Ok(None);
     };
-    let base_url = match open_webui_url(client, namespace, gateway, admin).await? {
+    let base_url = match open_webui_url(client, cache, namespace, gateway, admin).await? {
         Ok(url) => url,
         Err(failure) => return Ok(Some(Err(failure))),
     };

@@ -3,8 +3,10 @@
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodSpec;
 use kube::api::PostParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 
+use crate::cache::Cache;
 use crate::crd::{BedrockGateway, WorkloadKind, WorkloadRef};
 use crate::error::Error;
 use crate::resources::FIELD_MANAGER;
@@ -17,11 +19,28 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// The workload as the watch last saw it; asked of the API server only
+    /// when the watch has not seen it (yet). A stale copy is harmless:
+    /// `replace` then fails with a conflict and the reconcile is retried.
     pub async fn get(
         client: &Client,
+        cache: &Cache,
         namespace: &str,
         reference: &WorkloadRef,
     ) -> Result<Option<Self>, Error> {
+        let seen = match reference.kind {
+            WorkloadKind::Deployment => cache
+                .deployments
+                .get(&ObjectRef::new(&reference.name).within(namespace))
+                .map(|deployment| Workload::Deployment(deployment.as_ref().clone())),
+            WorkloadKind::StatefulSet => cache
+                .stateful_sets
+                .get(&ObjectRef::new(&reference.name).within(namespace))
+                .map(|set| Workload::StatefulSet(set.as_ref().clone())),
+        };
+        if seen.is_some() {
+            return Ok(seen);
+        }
         Ok(match reference.kind {
             WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
                 .get_opt(&reference.name)

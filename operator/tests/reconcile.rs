@@ -14,6 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use support::{ControlPlane, eventually};
@@ -22,11 +23,11 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs the controller for one namespace until the returned sender is
 /// dropped (tests run side by side, each with its own operator); also
-/// returns the operator's metrics.
+/// returns its context, for its metrics and what it keeps in memory.
 async fn start_operator(
     client: &Client,
     namespace: &str,
-) -> (tokio::sync::oneshot::Sender<()>, Metrics) {
+) -> (tokio::sync::oneshot::Sender<()>, Arc<Context>) {
     ControlPlane::shared().install_crds().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = Metrics::new().unwrap();
@@ -37,13 +38,13 @@ async fn start_operator(
             resync: Duration::from_secs(300),
             watch_namespace: Some(namespace.to_owned()),
         },
-        metrics.clone(),
+        metrics,
         Some("test".into()),
     ));
-    tokio::spawn(controller::run(ctx, async move {
+    tokio::spawn(controller::run(ctx.clone(), async move {
         let _ = stopped.await;
     }));
-    (stop, metrics)
+    (stop, ctx)
 }
 
 fn open_webui(name: &str, env: Value) -> Deployment {
@@ -706,7 +707,8 @@ async fn status_and_label_changes_do_not_trigger_reconciles() {
     let plane = ControlPlane::shared();
     let client = plane.client().await;
     let namespace = plane.fresh_namespace("quiet").await;
-    let (_operator, metrics) = start_operator(&client, &namespace).await;
+    let (_operator, ctx) = start_operator(&client, &namespace).await;
+    let metrics = &ctx.metrics;
     let reconciles = || {
         metrics
             .reconciliations
@@ -787,4 +789,147 @@ async fn status_and_label_changes_do_not_trigger_reconciles() {
         1,
         "the reconcile of the spec change wrote the status again"
     );
+}
+
+/// A reconcile with nothing to change makes no server-side apply, while a
+/// spec change, including one that only drops a field, and a PDB no longer
+/// wanted still reach the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_objects_are_not_applied_again_but_changes_are() {
+    let plane = ControlPlane::shared();
+    let client = plane.client().await;
+    let namespace = plane.fresh_namespace("skip").await;
+    let (_operator, ctx) = start_operator(&client, &namespace).await;
+    let metrics = &ctx.metrics;
+    let skipped = |kind: &str| metrics.applies_skipped.with_label_values(&[kind]).get();
+    let reconciles = || {
+        metrics
+            .reconciliations
+            .with_label_values(&["BedrockGateway"])
+            .get()
+    };
+    let gateways: Api<BedrockGateway> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    deployments
+        .create(&PostParams::default(), &open_webui("open-webui", json!([])))
+        .await
+        .unwrap();
+    let mut spec = basic_spec();
+    spec["nodeSelector"] = json!({"pool": "ai"});
+    spec["replicas"] = json!(2);
+    gateways
+        .create(&PostParams::default(), &gateway("lean", spec))
+        .await
+        .unwrap();
+    eventually(WAIT, "the proxy Deployment and its PDB exist", || async {
+        deployments.get_opt("lean-bedrock-gateway").await.ok()??;
+        budgets.get_opt("lean-bedrock-gateway").await.ok()?
+    })
+    .await;
+    mark_available(&client, &namespace, "lean-bedrock-gateway").await;
+    eventually(WAIT, "the gateway is Ready", || async {
+        let current = gateways.get("lean").await.ok()?;
+        (condition(&current, "Ready")? == ("True".into(), "Ready".into())).then_some(())
+    })
+    .await;
+
+    // Of Secrets the operator keeps metadata only, without the copy of the
+    // data that `kubectl apply` leaves in an annotation.
+    Api::<Secret>::namespaced(client.clone(), &namespace)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "applied-by-kubectl", "annotations": {"team": "ai",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"api-key\":\"c2stc2VjcmV0\"}}"}},
+                "data": {"api-key": "c2stc2VjcmV0"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let kept = eventually(WAIT, "the Secret is seen", || async {
+        ctx.cache
+            .secrets
+            .get(&ObjectRef::new("applied-by-kubectl").within(&namespace))
+    })
+    .await;
+    assert_eq!(
+        kept.annotations().get("team").map(String::as_str),
+        Some("ai")
+    );
+    assert!(
+        !serde_json::to_string(kept.as_ref())
+            .unwrap()
+            .contains("c2stc2VjcmV0"),
+        "Secret data kept in memory: {kept:?}"
+    );
+
+    // Someone else's label on the Service makes the operator look again.
+    let before = (
+        reconciles(),
+        skipped("Deployment"),
+        skipped("Service"),
+        skipped("ServiceAccount"),
+        skipped("PodDisruptionBudget"),
+    );
+    services
+        .patch(
+            "lean-bedrock-gateway",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "lean-bedrock-gateway", "labels": {"team": "ai"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the Service change is reconciled", || async {
+        (reconciles() > before.0).then_some(())
+    })
+    .await;
+    eventually(WAIT, "every owned object's apply is left out", || async {
+        (skipped("Deployment") > before.1
+            && skipped("Service") > before.2
+            && skipped("ServiceAccount") > before.3
+            && skipped("PodDisruptionBudget") > before.4)
+            .then_some(())
+    })
+    .await;
+
+    // Dropping the node selector leaves a Deployment that holds everything
+    // still wanted, yet the selector must come off; going back to one
+    // replica must delete the PDB.
+    gateways
+        .patch(
+            "lean",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"nodeSelector": null}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the node selector is gone", || async {
+        let deployment = deployments.get("lean-bedrock-gateway").await.ok()?;
+        let pod = deployment.spec?.template.spec?;
+        pod.node_selector
+            .unwrap_or_default()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    gateways
+        .patch(
+            "lean",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the PDB is deleted", || async {
+        budgets
+            .get_opt("lean-bedrock-gateway")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 }

@@ -86,10 +86,11 @@ operator under these rules.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create"]
-# The proxy's PodDisruptionBudget when it has several replicas.
+# The proxy's PodDisruptionBudget when it has several replicas (watched, so a
+# deleted one is made again and one no longer wanted is seen to delete).
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # The proxy's ServiceMonitor when a gateway asks for one.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
