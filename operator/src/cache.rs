@@ -51,6 +51,28 @@ struct AppliedDigest {
     digest: String,
 }
 
+/// An object about to be applied: its kind, JSON and digest.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    kind: String,
+    value: Value,
+    digest: String,
+}
+
+impl Desired {
+    pub fn of<K>(object: &K) -> Result<Self, serde_json::Error>
+    where
+        K: Resource<DynamicType = ()> + Serialize,
+    {
+        let value = serde_json::to_value(object)?;
+        Ok(Self {
+            kind: K::kind(&()).into_owned(),
+            digest: digest(&value),
+            value,
+        })
+    }
+}
+
 /// A key Secret as read at one resourceVersion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretFacts {
@@ -103,7 +125,7 @@ impl Cache {
     pub fn already_applied<K>(
         &self,
         gateway: &ObjectRef<BedrockGateway>,
-        desired: &K,
+        desired: &Desired,
         live: Option<&K>,
     ) -> bool
     where
@@ -112,40 +134,33 @@ impl Cache {
         let Some(live) = live else {
             return false;
         };
-        let Ok(desired_value) = serde_json::to_value(desired) else {
-            return false;
-        };
-        let Ok(live_value) = serde_json::to_value(live) else {
-            return false;
-        };
         let expected = AppliedDigest {
             uid: live.uid().unwrap_or_default(),
-            digest: digest(&desired_value),
+            digest: desired.digest.clone(),
         };
         let remembered = self.applied.lock().is_ok_and(|applied| {
             applied
                 .get(gateway)
-                .and_then(|kinds| kinds.get(K::kind(&()).as_ref()))
+                .and_then(|kinds| kinds.get(&desired.kind))
                 == Some(&expected)
         });
-        remembered && holds(&live_value, &desired_value)
+        remembered && serde_json::to_value(live).is_ok_and(|live| holds(&live, &desired.value))
     }
 
     /// Remembers that `desired` was applied and the API server answered with
-    /// `applied`.
-    pub fn remember_applied<K>(&self, gateway: &ObjectRef<BedrockGateway>, desired: &K, applied: &K)
-    where
-        K: Resource<DynamicType = ()> + Serialize,
-    {
-        let Ok(desired_value) = serde_json::to_value(desired) else {
-            return;
-        };
+    /// the object of `uid`.
+    pub fn remember_applied(
+        &self,
+        gateway: &ObjectRef<BedrockGateway>,
+        desired: Desired,
+        uid: Option<String>,
+    ) {
         if let Ok(mut remembered) = self.applied.lock() {
             remembered.entry(gateway.clone()).or_default().insert(
-                K::kind(&()).into_owned(),
+                desired.kind,
                 AppliedDigest {
-                    uid: applied.uid().unwrap_or_default(),
-                    digest: digest(&desired_value),
+                    uid: uid.unwrap_or_default(),
+                    digest: desired.digest,
                 },
             );
         }
@@ -318,28 +333,32 @@ mod tests {
     fn an_apply_is_skipped_only_after_the_same_apply_to_the_same_object() {
         let cache = Cache::default();
         let gateway = ObjectRef::new("team").within("ai");
-        let mut desired = account("", "arn:one");
-        desired.metadata.uid = None;
+        let mut wanted = account("", "arn:one");
+        wanted.metadata.uid = None;
+        let desired = || Desired::of(&wanted).unwrap();
         let live = account("uid-1", "arn:one");
         assert!(
-            !cache.already_applied(&gateway, &desired, Some(&live)),
+            !cache.already_applied(&gateway, &desired(), Some(&live)),
             "never applied"
         );
-        cache.remember_applied(&gateway, &desired, &live);
-        assert!(cache.already_applied(&gateway, &desired, Some(&live)));
-        assert!(!cache.already_applied(&gateway, &desired, None), "not seen");
+        cache.remember_applied(&gateway, desired(), live.metadata.uid.clone());
+        assert!(cache.already_applied(&gateway, &desired(), Some(&live)));
+        assert!(
+            !cache.already_applied::<ServiceAccount>(&gateway, &desired(), None),
+            "not seen"
+        );
 
         let recreated = account("uid-2", "arn:one");
-        assert!(!cache.already_applied(&gateway, &desired, Some(&recreated)));
+        assert!(!cache.already_applied(&gateway, &desired(), Some(&recreated)));
         let edited = account("uid-1", "arn:other");
-        assert!(!cache.already_applied(&gateway, &desired, Some(&edited)));
+        assert!(!cache.already_applied(&gateway, &desired(), Some(&edited)));
         // A field dropped from what is wanted must reach the API server,
         // though the live object still holds everything that is left.
-        let mut fewer = desired.clone();
+        let mut fewer = wanted.clone();
         fewer.metadata.annotations = None;
-        assert!(!cache.already_applied(&gateway, &fewer, Some(&live)));
+        assert!(!cache.already_applied(&gateway, &Desired::of(&fewer).unwrap(), Some(&live)));
 
         cache.forget(&gateway, "team-bedrock-gateway-api-key");
-        assert!(!cache.already_applied(&gateway, &desired, Some(&live)));
+        assert!(!cache.already_applied(&gateway, &desired(), Some(&live)));
     }
 }

@@ -21,7 +21,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Desired};
 use crate::conditions::{self, Judgement};
 use crate::crd::{BedrockGateway, BedrockGatewayStatus, WiringMode, WorkloadKind, WorkloadRef};
 use crate::error::Error;
@@ -158,7 +158,8 @@ where
     let owner = ObjectRef::from_obj(gateway);
     let namespace = gateway.namespace().unwrap_or_default();
     let live = store.get(&ObjectRef::new(&object.name_any()).within(&namespace));
-    if ctx.cache.already_applied(&owner, object, live.as_deref())
+    let desired = Desired::of(object)?;
+    if ctx.cache.already_applied(&owner, &desired, live.as_deref())
         && let Some(live) = live
     {
         ctx.metrics
@@ -168,7 +169,7 @@ where
         return Ok(live.as_ref().clone());
     }
     let applied = apply(&ctx.client, &namespace, object).await?;
-    ctx.cache.remember_applied(&owner, object, &applied);
+    ctx.cache.remember_applied(&owner, desired, applied.uid());
     Ok(applied)
 }
 
@@ -933,6 +934,18 @@ fn gateways_naming<K: Resource>(
         .collect()
 }
 
+/// Every gateway an object matters to: by owner or wiring annotation, or by
+/// being named in a gateway's spec.
+fn gateways_affected_by<K: Resource>(
+    object: &K,
+    gateways: &reflector::Store<BedrockGateway>,
+    names: impl Fn(&BedrockGateway, &str) -> bool,
+) -> Vec<ObjectRef<BedrockGateway>> {
+    let mut concerned = gateways_concerned_with(object);
+    concerned.extend(gateways_naming(object, &gateways.state(), names));
+    concerned
+}
+
 fn names_workload(gateway: &BedrockGateway, kind: WorkloadKind, name: &str) -> bool {
     gateway
         .spec
@@ -1076,13 +1089,9 @@ pub async fn run(
                 writers.deployments,
             ),
             move |deployment| {
-                let mut concerned = gateways_concerned_with(&deployment);
-                concerned.extend(gateways_naming(
-                    &deployment,
-                    &for_deployments.state(),
-                    |gateway, name| names_workload(gateway, WorkloadKind::Deployment, name),
-                ));
-                concerned
+                gateways_affected_by(&deployment, &for_deployments, |gateway, name| {
+                    names_workload(gateway, WorkloadKind::Deployment, name)
+                })
             },
         )
         .watches_stream(
@@ -1092,13 +1101,9 @@ pub async fn run(
                 writers.stateful_sets,
             ),
             move |set| {
-                let mut concerned = gateways_concerned_with(&set);
-                concerned.extend(gateways_naming(
-                    &set,
-                    &for_stateful_sets.state(),
-                    |gateway, name| names_workload(gateway, WorkloadKind::StatefulSet, name),
-                ));
-                concerned
+                gateways_affected_by(&set, &for_stateful_sets, |gateway, name| {
+                    names_workload(gateway, WorkloadKind::StatefulSet, name)
+                })
             },
         )
         // Every Secret in scope, metadata only (never the key material): the
@@ -1116,11 +1121,7 @@ pub async fn run(
             })
             .reflect(writers.secrets)
             .touched_objects(),
-            move |secret| {
-                let mut concerned = gateways_concerned_with(&secret);
-                concerned.extend(gateways_naming(&secret, &for_secrets.state(), names_secret));
-                concerned
-            },
+            move |secret| gateways_affected_by(&secret, &for_secrets, names_secret),
         )
         .trigger_backoff(WatchBackoff::default())
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
