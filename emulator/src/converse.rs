@@ -129,6 +129,8 @@ pub struct ReplyPlan {
     pub stop_reason: String,
     pub usage: Usage,
     pub faults: Faults,
+    /// Hex SHA-256 of every image in the request, in order.
+    pub image_sha256: Vec<String>,
 }
 
 impl ReplyPlan {
@@ -611,11 +613,20 @@ pub fn plan_reply(
         cache_read_input_tokens: cache_read,
         cache_write_input_tokens: cache_write,
     };
+    let image_sha256 = checked
+        .attachments
+        .iter()
+        .filter_map(|(_, attachment)| match attachment {
+            Attachment::Image { sha256, .. } => Some(sha256.clone()),
+            Attachment::Document { .. } => None,
+        })
+        .collect();
     Ok(ReplyPlan {
         blocks,
         stop_reason,
         usage,
         faults,
+        image_sha256,
     })
 }
 
@@ -1018,6 +1029,14 @@ mod tests {
             reply.text(),
             "Echo: summarise [document Q3 report pdf 6 bytes] [image/webp 3 bytes]"
         );
+        assert_eq!(
+            reply.image_sha256,
+            [
+                "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4",
+                "709e80c88487a2411e1ee4dfb9f22a861492d20c4765150c0c794abd70f8147c"
+            ],
+            "every image of the request, echoed or not, in order"
+        );
         let bad = json!({"messages": [{"role": "user", "content": [
             {"text": "x"}, {"image": {"format": "tiff", "source": {"bytes": "aGk="}}}
         ]}]});
@@ -1126,6 +1145,7 @@ mod tests {
                 stop_reason: "tool_use".into(),
                 usage: Usage::default(),
                 faults: Faults::default(),
+                image_sha256: Vec::new(),
             },
             3,
         );

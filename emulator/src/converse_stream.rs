@@ -290,6 +290,7 @@ mod tests {
                 stream_error,
                 ..Faults::default()
             },
+            image_sha256: Vec::new(),
         }
     }
 

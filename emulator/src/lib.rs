@@ -126,7 +126,9 @@
 //! name, source: {bytes} or {text}}` up to 4.5 MB, at most 5 per request, the name made of
 //! letters, digits, single spaces, hyphens, parentheses and square brackets. `bytes` must be
 //! non-empty valid base64. The echo of the last user message appends, per block in order,
-//! ` [image/<format> <n> bytes]` or ` [document <name> <format> <n> bytes]`.
+//! ` [image/<format> <n> bytes]` or ` [document <name> <format> <n> bytes]`. The SHA-256 of
+//! every image of the last valid request with images, in order, is in the observations
+//! (`lastImageSha256`), so a test can tell the bytes arrived unchanged.
 //!
 //! **Prompt caching**: `cachePoint` `{type: "default"}` blocks may appear in `system` and in
 //! messages. The prefix before the last one (with the model id) is remembered by the running

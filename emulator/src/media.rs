@@ -1,6 +1,7 @@
 //! `image` and `document` content blocks: validated like Bedrock, echoed by size.
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::base64::{self, Base64Problem};
 use crate::error::Error;
@@ -23,6 +24,9 @@ pub enum Attachment {
     Image {
         format: String,
         bytes: usize,
+        /// Hex SHA-256 of the decoded bytes, so tests can tell exactly which
+        /// image arrived.
+        sha256: String,
     },
     Document {
         name: String,
@@ -35,7 +39,7 @@ impl Attachment {
     /// ` [image/png 12 bytes]` or ` [document report pdf 12 bytes]`.
     pub fn annotation(&self) -> String {
         match self {
-            Attachment::Image { format, bytes } => format!(" [image/{format} {bytes} bytes]"),
+            Attachment::Image { format, bytes, .. } => format!(" [image/{format} {bytes} bytes]"),
             Attachment::Document {
                 name,
                 format,
@@ -100,13 +104,28 @@ fn enum_format(
     }
 }
 
+/// The size and hex SHA-256 of a block's content.
+struct Measured {
+    bytes: usize,
+    sha256: String,
+}
+
+impl Measured {
+    fn of(content: &[u8]) -> Self {
+        Self {
+            bytes: content.len(),
+            sha256: hex::encode(Sha256::digest(content)),
+        }
+    }
+}
+
 /// Decodes `source.bytes`, or measures `source.text` when `text_allowed`.
-fn source_size(
+fn measure_source(
     block: &Value,
     kind: &str,
     position: BlockPosition,
     text_allowed: bool,
-) -> Result<usize, Error> {
+) -> Result<Measured, Error> {
     let source = block.get("source").and_then(Value::as_object);
     let Some(source) = source else {
         return Err(constraint(
@@ -136,10 +155,10 @@ fn source_size(
                 "Member must have length greater than or equal to 1",
             ));
         }
-        return Ok(bytes.len());
+        return Ok(Measured::of(&bytes));
     }
     if text_allowed && let Some(text) = source.get("text").and_then(Value::as_str) {
-        return Ok(text.len());
+        return Ok(Measured::of(text.as_bytes()));
     }
     let found = source.keys().next().map_or("none", String::as_str);
     Err(Error::validation(format!(
@@ -158,11 +177,15 @@ fn too_large(kind: &str, position: BlockPosition, bytes: usize, limit: &str) -> 
 /// Validates an `image` block member.
 pub fn check_image(image: &Value, position: BlockPosition) -> Result<Attachment, Error> {
     let format = enum_format(image, "image", position, &IMAGE_FORMATS)?;
-    let bytes = source_size(image, "image", position, false)?;
+    let Measured { bytes, sha256 } = measure_source(image, "image", position, false)?;
     if bytes > MAX_IMAGE_BYTES {
         return Err(too_large("image", position, bytes, "3.75 MB"));
     }
-    Ok(Attachment::Image { format, bytes })
+    Ok(Attachment::Image {
+        format,
+        bytes,
+        sha256,
+    })
 }
 
 /// Letters, digits, single spaces, hyphens, parentheses and square brackets.
@@ -187,7 +210,7 @@ pub fn check_document(document: &Value, position: BlockPosition) -> Result<Attac
             "The document file name can only contain alphanumeric characters, whitespace characters, hyphens, parentheses, and square brackets. The name can't contain more than one consecutive whitespace character.",
         ));
     }
-    let bytes = source_size(document, "document", position, true)?;
+    let bytes = measure_source(document, "document", position, true)?.bytes;
     if bytes > MAX_DOCUMENT_BYTES {
         return Err(too_large("document", position, bytes, "4.5 MB"));
     }
@@ -240,7 +263,8 @@ mod tests {
             attachment,
             Attachment::Image {
                 format: "png".into(),
-                bytes: 5
+                bytes: 5,
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
             }
         );
         assert_eq!(attachment.annotation(), " [image/png 5 bytes]");
@@ -325,6 +349,7 @@ mod tests {
         let image = Attachment::Image {
             format: "png".into(),
             bytes: 1,
+            sha256: String::new(),
         };
         let document = Attachment::Document {
             name: "d".into(),

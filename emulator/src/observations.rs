@@ -34,6 +34,9 @@ pub struct Observations {
     pub last_session_token: Option<String>,
     /// `requestMetadata` of the last valid Converse or ConverseStream request that carried it.
     pub last_request_metadata: Option<BTreeMap<String, String>>,
+    /// Hex SHA-256 of each image of the last valid Converse or ConverseStream
+    /// request that carried images, in order.
+    pub last_image_sha256: Vec<String>,
 }
 
 impl Observations {
@@ -100,6 +103,10 @@ impl Recorder {
         self.with_state(|state| state.last_request_metadata = Some(metadata.clone()));
     }
 
+    pub fn record_images(&self, sha256: &[String]) {
+        self.with_state(|state| state.last_image_sha256 = sha256.to_vec());
+    }
+
     pub fn snapshot(&self) -> Observations {
         self.with_state(|state| state.clone())
     }
@@ -149,5 +156,16 @@ mod tests {
         assert_eq!(observed.last_request_metadata, Some(second));
         let json = serde_json::to_value(&observed).unwrap();
         assert_eq!(json["lastRequestMetadata"]["team"], "blue");
+    }
+
+    #[test]
+    fn records_the_images_of_the_last_request_with_images() {
+        let recorder = Recorder::default();
+        recorder.record_images(&["aa".to_string(), "bb".to_string()]);
+        recorder.record_images(&["cc".to_string()]);
+        let observed = recorder.snapshot();
+        assert_eq!(observed.last_image_sha256, ["cc"]);
+        let json = serde_json::to_value(&observed).unwrap();
+        assert_eq!(json["lastImageSha256"][0], "cc");
     }
 }

@@ -296,6 +296,9 @@ fn plan_chat(
     if let Some(metadata) = &request.request_metadata {
         state.recorder.record_request_metadata(metadata);
     }
+    if !plan.image_sha256.is_empty() {
+        state.recorder.record_images(&plan.image_sha256);
+    }
     Ok(plan)
 }
 

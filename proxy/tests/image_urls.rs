@@ -240,6 +240,14 @@ async fn refusal(gateway: &RunningGateway, urls: &[String]) -> (String, String) 
     )
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 fn fetched(count: usize) -> String {
     format!("bedrock_gateway_image_fetches_total{{outcome=\"fetched\"}} {count}")
 }
@@ -263,6 +271,11 @@ async fn png_and_jpeg_urls_reach_bedrock_as_image_blocks() {
         )
     );
     assert_eq!(emulator.observations().converse_requests(), 1);
+    assert_eq!(
+        emulator.observations().last_image_sha256,
+        [sha256_hex(&png()), sha256_hex(&jpeg())],
+        "Bedrock got exactly the bytes the image server sent"
+    );
     assert_eq!(images.hits("/cat.png"), 1);
     assert_eq!(images.hits("/photo.jpg"), 1);
     assert!(metrics_text(&gateway).await.contains(&fetched(2)));

@@ -10,6 +10,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,3 +200,9 @@ def fresh_gateway(emulator, tmp_path):
     gateway = start_gateway(emulator, keys_file)
     yield gateway
     gateway.process.stop()
+
+
+def emulator_observations(emulator):
+    """What the emulator recorded (`/_emulator/observations`)."""
+    with urllib.request.urlopen(f"{emulator.url}/_emulator/observations", timeout=10) as response:
+        return json.load(response)

@@ -2,10 +2,11 @@
 
 A local image server answers on loopback, which the gateway refuses unless told otherwise: the
 gateway of these tests allows `127.0.0.0/8`, the suite's shared gateway does not. The emulator
-echoes each image block it receives as `[image/<format> <n> bytes]`.
+echoes each image block it receives as `[image/<format> <n> bytes]` and records its SHA-256.
 """
 
 import base64
+import hashlib
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from conftest import API_KEY, start_gateway
+from conftest import API_KEY, emulator_observations, start_gateway
 
 SONNET = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 
@@ -124,13 +125,18 @@ def refusal(client, messages, stream=False):
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_png_and_jpeg_urls_reach_bedrock(fetching_gateway, image_server, stream):
+def test_png_and_jpeg_urls_reach_bedrock(emulator, fetching_gateway, image_server, stream):
     content = reply(
         client_of(fetching_gateway),
         image_message(f"{image_server}/cat.png", f"{image_server}/photo.jpg"),
         stream,
     )
     assert content == f"Echo: Describe [image/png {len(PNG)} bytes] [image/jpeg {len(JPEG)} bytes]"
+    # Byte for byte what the image server sent.
+    assert emulator_observations(emulator)["lastImageSha256"] == [
+        hashlib.sha256(PNG).hexdigest(),
+        hashlib.sha256(JPEG).hexdigest(),
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True])

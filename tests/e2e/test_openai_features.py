@@ -8,13 +8,12 @@ choices call tools with schema-filled arguments, tool results are echoed, reason
 
 import base64
 import json
-import urllib.request
 
 import openai
 import pytest
 from openai import OpenAI
 
-from conftest import API_KEY
+from conftest import API_KEY, emulator_observations
 
 SONNET = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SONNET_37_PROFILE = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -387,11 +386,6 @@ def test_bad_image_names_the_part(client):
         )
     assert raised.value.status_code == 400
     assert raised.value.body["param"] == "messages[0].content[1]"
-
-
-def emulator_observations(emulator):
-    with urllib.request.urlopen(f"{emulator.url}/_emulator/observations", timeout=10) as response:
-        return json.load(response)
 
 
 @pytest.mark.parametrize("stream", [False, True])
