@@ -959,16 +959,18 @@ fn names_secret(gateway: &BedrockGateway, name: &str) -> bool {
     GatewayNames::of(gateway).secret == name || openwebui_admin::names_admin_secret(gateway, name)
 }
 
-/// The pause of the controller's watches after one of them fails: 250 ms,
-/// doubling up to 2 s, back to 250 ms once any watch delivers again.
+/// The pause of one watch after it fails: 250 ms, doubling up to 2 s, back
+/// to 250 ms once it delivers again.
 ///
-/// The controller has one backoff for all its watches together: while it
-/// runs, no watch delivers anything. After an API server restart each watch
-/// fails on its own (connection refused, then `410 Expired` for its old
-/// resourceVersion), one after another; with kube-runtime's default (up to
-/// 30 s, kept for 2 min) the operator stayed deaf to every change for
-/// minutes. Short pauses keep that to seconds, and a few requests a second
-/// to an API server that is down cost nothing.
+/// Each watch has its own (the controller's shared one is `NoPause`): with
+/// one backoff for all watches together, as kube-runtime has by default,
+/// every error of any watch paused them all. After an API server restart
+/// each watch fails on its own (connection refused, then `410 Expired` for
+/// its old resourceVersion), one after another, and the pauses added up:
+/// with kube-runtime's default (up to 30 s, kept for 2 min) the operator
+/// stayed deaf to every change for minutes. Short pauses per watch keep that
+/// to seconds, and a few requests a second to an API server that is down
+/// cost nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchBackoff {
     next: Duration,
@@ -1001,6 +1003,23 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// The controller's backoff over all its watches together: none, as each
+/// watch backs off by itself (`WatchBackoff`).
+#[derive(Debug, Clone, Copy, Default)]
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoPause {
+    fn reset(&mut self) {}
+}
+
 /// Runs the controller until the shutdown signal resolves.
 pub async fn run(
     ctx: Arc<Context>,
@@ -1030,6 +1049,7 @@ pub async fn run(
         scoped::<BedrockGateway>(&client, namespace),
         watcher::Config::default(),
     )
+    .backoff(WatchBackoff::default())
     .modify(|gateway| gateway.managed_fields_mut().clear())
     .reflect(writer)
     .applied_objects()
@@ -1059,6 +1079,7 @@ pub async fn run(
             + 'static,
     {
         watcher(api, config)
+            .backoff(WatchBackoff::default())
             .modify(|object| object.managed_fields_mut().clear())
             .reflect(writer)
             .touched_objects()
@@ -1115,6 +1136,7 @@ pub async fn run(
                 scoped::<PartialObjectMeta<Secret>>(&client, namespace),
                 watcher::Config::default(),
             )
+            .backoff(WatchBackoff::default())
             .modify(|secret| {
                 secret.managed_fields_mut().clear();
                 secret.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
@@ -1123,7 +1145,7 @@ pub async fn run(
             .touched_objects(),
             move |secret| gateways_affected_by(&secret, &for_secrets, names_secret),
         )
-        .trigger_backoff(WatchBackoff::default())
+        .trigger_backoff(NoPause)
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
