@@ -18,6 +18,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::crd::BedrockGateway;
+use crate::resources::hex_prefix;
 
 /// Readers of the controller's watches; `run` feeds them through the writers.
 pub struct Cache {
@@ -215,14 +216,7 @@ impl Cache {
 }
 
 fn digest(value: &Value) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(value.to_string().as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex_prefix(&Sha256::digest(value.to_string().as_bytes()))
 }
 
 /// Whether `live` holds every field of `desired` with the same value. Lists

@@ -357,7 +357,8 @@ pub fn config_hash(container: &Container, secret_data_digest: &str) -> String {
     hex_prefix(&hasher.finalize())
 }
 
-fn hex_prefix(bytes: &[u8]) -> String {
+/// The first 8 bytes of a digest, in hex.
+pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
     bytes
         .iter()
         .take(8)
