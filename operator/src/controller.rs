@@ -34,6 +34,7 @@ use crate::workload::Workload;
 pub const FINALIZER: &str = "bedrock-gateway.io/cleanup";
 /// Far longer than the handful of API calls of a reconcile take.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=bedrock-gateway-operator";
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
@@ -955,6 +956,34 @@ fn names_workload(gateway: &BedrockGateway, kind: WorkloadKind, name: &str) -> b
         .is_some_and(|reference| reference.kind == kind && reference.name == name)
 }
 
+/// The gateway owning a Service this operator made; for any other Service,
+/// the gateways of its namespace that look for Open WebUI's Service, which
+/// it may be (new, changed or gone).
+fn gateways_a_service_affects(
+    service: &Service,
+    gateways: &[Arc<BedrockGateway>],
+) -> Vec<ObjectRef<BedrockGateway>> {
+    let ours = service.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(FIELD_MANAGER);
+    if ours {
+        return gateways_concerned_with(service);
+    }
+    gateways_naming(service, gateways, |gateway, _| {
+        finds_open_webui_by_its_service(gateway)
+    })
+}
+
+/// A gateway registered through the admin API at the URL of the Service in
+/// front of its Open WebUI workload, which any Service of the namespace
+/// might turn out to be.
+fn finds_open_webui_by_its_service(gateway: &BedrockGateway) -> bool {
+    gateway
+        .spec
+        .open_web_ui
+        .as_ref()
+        .and_then(|spec| spec.admin_api.as_ref())
+        .is_some_and(|admin| admin.url.is_none())
+}
+
 fn names_secret(gateway: &BedrockGateway, name: &str) -> bool {
     GatewayNames::of(gateway).secret == name || openwebui_admin::names_admin_secret(gateway, name)
 }
@@ -1087,12 +1116,18 @@ pub async fn run(
     let for_deployments = gateways.clone();
     let for_stateful_sets = gateways.clone();
     let for_secrets = gateways.clone();
+    let for_services = gateways.clone();
     Controller::for_stream(gateway_changes, gateways)
-        .owns_stream(cached(
-            scoped::<Service>(&client, namespace),
-            managed.clone(),
-            writers.services,
-        ))
+        // Every Service in scope: the proxy's (owned) and the one in front
+        // of Open WebUI, which `adminApi` without a `url` is reached through.
+        .watches_stream(
+            cached(
+                scoped::<Service>(&client, namespace),
+                watcher::Config::default(),
+                writers.services,
+            ),
+            move |service| gateways_a_service_affects(&service, &for_services.state()),
+        )
         .owns_stream(cached(
             scoped::<ServiceAccount>(&client, namespace),
             managed.clone(),
@@ -1169,6 +1204,64 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_lead_to_their_owner_or_the_gateways_looking_for_open_webui() {
+        let gateway = |name: &str, namespace: &str, open_web_ui: serde_json::Value| {
+            let mut gateway: BedrockGateway = serde_json::from_value(json!({
+                "apiVersion": "bedrock-gateway.io/v1alpha1", "kind": "BedrockGateway",
+                "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
+                "spec": {"region": "us-east-1", "openWebUI": open_web_ui}
+            }))
+            .unwrap();
+            gateway.metadata.namespace = Some(namespace.into());
+            Arc::new(gateway)
+        };
+        let admin_key = json!({"name": "open-webui-admin", "key": "api-key"});
+        let gateways = vec![
+            gateway(
+                "looking",
+                "ai",
+                json!({"workloadRef": {"name": "open-webui"},
+                "adminApi": {"apiKeySecretRef": admin_key}}),
+            ),
+            gateway(
+                "told",
+                "ai",
+                json!({"adminApi": {"url": "http://open-webui:8080",
+                "apiKeySecretRef": admin_key}}),
+            ),
+            gateway(
+                "env-only",
+                "ai",
+                json!({"workloadRef": {"name": "open-webui"}}),
+            ),
+            gateway(
+                "elsewhere",
+                "other",
+                json!({"workloadRef": {"name": "open-webui"},
+                "adminApi": {"apiKeySecretRef": admin_key}}),
+            ),
+        ];
+        let names = |found: Vec<ObjectRef<BedrockGateway>>| -> Vec<String> {
+            found.into_iter().map(|reference| reference.name).collect()
+        };
+        let helm_made: Service = serde_json::from_value(json!({
+            "metadata": {"name": "open-webui", "namespace": "ai",
+                "labels": {"app.kubernetes.io/managed-by": "Helm"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            names(gateways_a_service_affects(&helm_made, &gateways)),
+            ["looking"]
+        );
+        let proxy = resources::service(&gateways[2]);
+        assert_eq!(
+            names(gateways_a_service_affects(&proxy, &gateways)),
+            ["env-only"],
+            "a proxy Service concerns its own gateway only"
+        );
+    }
 
     #[test]
     fn workloads_and_secrets_lead_to_the_gateways_naming_them() {

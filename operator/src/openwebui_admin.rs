@@ -895,8 +895,6 @@ async fn open_webui_url(
             Workload::describe(reference, namespace)
         ))));
     };
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let services = services.list(&ListParams::default()).await?.items;
     let template_labels = match &workload {
         Workload::Deployment(deployment) => deployment
             .spec
@@ -909,6 +907,19 @@ async fn open_webui_url(
     }
     .and_then(|metadata| metadata.labels.clone())
     .unwrap_or_default();
+    let seen: Vec<Service> = cache
+        .services
+        .state()
+        .iter()
+        .filter(|service| service.namespace().as_deref() == Some(namespace))
+        .map(|service| service.as_ref().clone())
+        .collect();
+    if let Ok(url) = url_from_services(&seen, &template_labels, namespace) {
+        return Ok(Ok(url));
+    }
+    // The watch may not have seen a Service made a moment ago.
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let services = services.list(&ListParams::default()).await?.items;
     Ok(url_from_services(&services, &template_labels, namespace).map_err(unknown))
 }
 

@@ -226,7 +226,7 @@ async fn open_webuis_url_and_admin_key_come_from_the_namespace() {
         )
         .await
         .unwrap();
-    // Reconciled again within the not-ready requeue (15 s).
+    // The new Service sets off a reconcile of the gateway looking for it.
     let message = wait_for_reason(&gateways, "team", "AdminKeySecretNotFound").await;
     assert!(message.contains("open-webui-admin"), "{message}");
 
